@@ -1,0 +1,10 @@
+"""The `asof` command: one Typer app that each command module adds its commands to."""
+
+import typer
+
+app = typer.Typer(
+    name="asof",
+    help="Point-in-time TradingView Technical Ratings: backfill, serve, backtest and audit.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
