@@ -6,7 +6,7 @@
 import importlib
 import sys
 
-SECTIONS = ("ratings", "store", "http", "backtest")
+SECTIONS = ("ratings", "store", "backfill", "http", "backtest")
 
 
 def main(argv: list[str]) -> None:
