@@ -134,7 +134,7 @@ def parse_times(values: pd.Series, *, source: str, column: str, rows: np.ndarray
     if failed.any():
         at = int(np.flatnonzero(failed.to_numpy())[0])
         value = values.iloc[at]
-        problem = "missing timestamp" if pd.isna(value) else f"{value!r} is not a timestamp"
+        problem = "missing timestamp" if pd.isna(value) else f"{_shown(value)} is not a timestamp"
         hint = "" if pd.isna(value) else " (expected epoch seconds, epoch milliseconds or ISO-8601)"
         raise OHLCVError(f"{source}: column {column!r}, row {rows[at]}: {problem}{hint}")
     return parsed.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
@@ -161,8 +161,15 @@ def _numbers(values: pd.Series, *, source: str, column: str, rows: np.ndarray) -
     not_numbers = numbers.isna().to_numpy() & values.notna().to_numpy()
     if not_numbers.any():
         at = int(np.flatnonzero(not_numbers)[0])
-        raise OHLCVError(f"{source}: column {column!r}, row {rows[at]}: {values.iloc[at]!r} is not a number")
+        raise OHLCVError(
+            f"{source}: column {column!r}, row {rows[at]}: {_shown(values.iloc[at])} is not a number"
+        )
     return numbers.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _shown(value: object) -> str:
+    """A cell as an error message quotes it: numpy scalars as plain Python values."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def clean_bars(
@@ -191,13 +198,10 @@ def clean_bars(
     keep = np.ones(len(bars), dtype=bool)
     keep[:-1] = nanos[:-1] != nanos[1:]
     duplicates = int((~keep).sum())
-    zero_volume = keep & (bars["volume"].to_numpy() == 0)
-    if keep_zero_volume:
-        zero_volume[:] = False
+    zero_volume = keep & (bars["volume"].to_numpy() == 0) & (not keep_zero_volume)
     keep &= ~zero_volume
     reasons = _refusals(bars[keep])
-    refused = {reason: int((reasons == reason).sum()) for reason in REFUSAL_REASONS}
-    refused = {reason: count for reason, count in refused.items() if count}
+    refused = {reason: count for reason in REFUSAL_REASONS if (count := int((reasons == reason).sum()))}
     keep[np.flatnonzero(keep)[reasons != ""]] = False
     cleaned = bars[keep].reset_index(drop=True)
 
