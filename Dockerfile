@@ -1,0 +1,37 @@
+# asof feature service: Python 3.12 slim, locked install, non-root, data on a volume.
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+
+RUN pip install --no-cache-dir uv
+
+WORKDIR /app
+# Dependencies first, from the lock file only, so code changes do not rebuild them.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-dev --no-install-project
+COPY api ./api
+COPY backtest ./backtest
+COPY cli ./cli
+COPY service ./service
+COPY storage ./storage
+RUN uv sync --frozen --no-dev
+
+RUN useradd --create-home --uid 10001 asof && mkdir /data && chown asof:asof /data
+USER asof
+
+ENV PATH=/app/.venv/bin:$PATH \
+    ASOF_DATA_DIR=/data \
+    ASOF_HOST=0.0.0.0 \
+    ASOF_PORT=8000 \
+    MPLCONFIGDIR=/tmp/matplotlib
+VOLUME ["/data"]
+EXPOSE 8000
+
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=5 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=3)"]
+
+CMD ["asof", "serve"]
