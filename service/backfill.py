@@ -1,0 +1,303 @@
+"""The historical backfill: lake -> clean -> panel ratings -> one immutable run, published atomically.
+
+Ratings are computed over all the history the lake holds (warm-up first) and only the requested span is
+stored, so a stored row is exactly what a backfill of the lake cut at that row would have computed. Symbols
+are rated in chunks so memory is bounded by the chunk, not the universe; one bad symbol fails on its own.
+"""
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import batched
+from pathlib import Path
+
+import pandas as pd
+
+from service.ohlcv import CleaningReport, SymbolRefused, clean_bars
+from service.ratings.engine import rate
+from service.ratings.features import FEATURES, ROW_META
+from service.sources import Lake, read_candidates, read_returns
+from storage.catalog import RunInfo, SymbolStatus
+from storage.runs import RunWriter, available_at
+from storage.time import interval_length, parse_instant
+
+STAGES = ("read", "clean", "compute", "write", "publish")
+"""The stages `BackfillResult.timings` splits the wall time into (seconds)."""
+
+Progress = Callable[[int, int], None]
+NO_LAG = pd.Timedelta(0)
+
+
+class BackfillCancelled(Exception):
+    """`cancelled()` turned true between two chunks; the run was aborted and nothing is visible."""
+
+
+class BackfillFailed(ValueError):
+    """Nothing could be stored (every symbol failed, or none has a bar in the span); nothing is published.
+
+    `statuses` keeps every symbol's reason so a caller (CLI, job) can report them.
+    """
+
+    def __init__(self, message: str, statuses: list[SymbolStatus]):
+        super().__init__(message)
+        self.statuses = statuses
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    run: RunInfo
+    statuses: list[SymbolStatus]
+    timings: dict[str, float]
+
+
+def resolve_inside(data_dir: Path | str, path: Path | str) -> Path:
+    """`path` (relative paths are taken from `data_dir`) resolved, symlinks included, inside `data_dir`.
+
+    API clients name files on the server; this keeps them from naming anything outside the data directory.
+    """
+    root = Path(data_dir).resolve()
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root):
+        raise ValueError(f"path {str(path)!r} resolves outside the data directory {str(root)!r}")
+    return resolved
+
+
+class HistoricalFeatureBackfill:
+    """Backfill one interval of a lake into a new run of `data_dir`.
+
+    The universe is, first found: `symbols`, the `candidates` file, the columns of the `returns` matrix, every
+    symbol of the lake. The stored span is `[start, end]` on bar open time `ts` (inclusive; bare dates are
+    00:00 UTC), defaulting to the span of `returns` when it is given, else to all history.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        lake: Path | str,
+        interval: str,
+        symbols: list[str] | None = None,
+        candidates: Path | str | None = None,
+        returns: Path | str | None = None,
+        start: str | pd.Timestamp | None = None,
+        end: str | pd.Timestamp | None = None,
+        lag: pd.Timedelta = NO_LAG,
+        keep_zero_volume: bool = False,
+        chunk_size: int = 200,
+    ):
+        interval_length(interval)
+        lag = pd.Timedelta(lag)
+        if lag < NO_LAG or lag % pd.Timedelta(seconds=1):
+            raise ValueError(f"lag: must be a non-negative whole number of seconds, got {lag}")
+        start = None if start is None else parse_instant(start, name="start")
+        end = None if end is None else parse_instant(end, name="end")
+        _check_span(start, end)
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size: must be at least 1, got {chunk_size}")
+        self.data_dir = Path(data_dir)
+        self.lake = Path(lake)
+        self.interval = interval
+        self.symbols = symbols
+        self.candidates = None if candidates is None else Path(candidates)
+        self.returns = None if returns is None else Path(returns)
+        self.start = start
+        self.end = end
+        self.lag = lag
+        self.keep_zero_volume = keep_zero_volume
+        self.chunk_size = chunk_size
+
+    def run(
+        self, *, progress: Progress | None = None, cancelled: Callable[[], bool] | None = None
+    ) -> BackfillResult:
+        """Compute, store and publish the run; `progress(done, total)` after each chunk of symbols.
+
+        Raises BackfillCancelled when `cancelled()` is true between chunks and BackfillFailed (a ValueError)
+        when nothing can be stored; either way the run is aborted and the store is unchanged.
+        """
+        timings = dict.fromkeys(STAGES, 0.0)
+        progress = progress or _ignore
+        lake = Lake(self.lake, self.interval)
+        universe, origin, (start, end) = self._universe(lake)
+        if not universe:
+            raise ValueError(f"the universe is empty: {origin} names no symbols")
+        known = set(lake.symbols())
+        statuses: dict[str, SymbolStatus] = {}
+        with RunWriter(self.data_dir, interval=self.interval, lag=self.lag, params=self._params()) as writer:
+            progress(0, len(universe))
+            for chunk in batched(universe, self.chunk_size):
+                if cancelled is not None and cancelled():
+                    raise BackfillCancelled(f"backfill cancelled after {len(statuses)} symbols")
+                frames, reports = self._read_chunk(lake, chunk, known, origin, statuses, timings)
+                with _timed(timings, "compute"):
+                    rows = self._rows(frames, start, end)
+                with _timed(timings, "write"):
+                    if len(rows):
+                        writer.write(rows)
+                    for status in _stored_statuses(reports, rows):
+                        statuses[status.symbol] = status
+                progress(len(statuses), len(universe))
+            ordered = [statuses[symbol] for symbol in universe]
+            for status in ordered:
+                writer.add_status(status)
+            _check_something_stored(ordered, start, end)
+            if cancelled is not None and cancelled():
+                raise BackfillCancelled("backfill cancelled before publishing")
+            with _timed(timings, "publish"):
+                run = writer.publish()
+        return BackfillResult(run=run, statuses=ordered, timings=timings)
+
+    def _universe(self, lake: Lake) -> tuple[list[str], str, tuple[pd.Timestamp | None, pd.Timestamp | None]]:
+        """The symbols to backfill (deduplicated, in order), where they came from, and the stored span."""
+        start, end = self.start, self.end
+        returns = read_returns(self.returns) if self.returns is not None else None
+        if returns is not None and len(returns.index):
+            start = returns.index[0] if start is None else start
+            end = returns.index[-1] if end is None else end
+            _check_span(start, end)
+        if self.symbols is not None:
+            symbols, origin = self.symbols, "the symbols given"
+        elif self.candidates is not None:
+            symbols, origin = read_candidates(self.candidates), f"candidates file {self.candidates}"
+        elif returns is not None:
+            symbols, origin = [str(column) for column in returns.columns], f"returns matrix {self.returns}"
+        else:
+            symbols, origin = lake.symbols(), f"lake {self.lake}"
+        return list(dict.fromkeys(symbols)), origin, (start, end)
+
+    def _read_chunk(
+        self,
+        lake: Lake,
+        chunk: tuple[str, ...],
+        known: set[str],
+        origin: str,
+        statuses: dict[str, SymbolStatus],
+        timings: dict[str, float],
+    ) -> tuple[dict[str, pd.DataFrame], dict[str, CleaningReport]]:
+        """Cleaned bars of the chunk's good symbols; a failed symbol's status goes straight to `statuses`."""
+        frames: dict[str, pd.DataFrame] = {}
+        reports: dict[str, CleaningReport] = {}
+        for symbol in chunk:
+            if symbol not in known:
+                statuses[symbol] = _failed(symbol, f"not found in lake {self.lake} (named by {origin})")
+                continue
+            try:
+                with _timed(timings, "read"):
+                    raw = lake.read(symbol)
+                with _timed(timings, "clean"):
+                    bars, report = clean_bars(raw, keep_zero_volume=self.keep_zero_volume)
+            except SymbolRefused as error:
+                statuses[symbol] = _failed(symbol, str(error), error.report)
+                continue
+            except (ValueError, OSError) as error:  # OHLCVError and anything a broken file raises
+                statuses[symbol] = _failed(symbol, str(error) or type(error).__name__)
+                continue
+            if bars.empty:
+                statuses[symbol] = _failed(symbol, "no bars left after cleaning", report)
+                continue
+            frames[symbol] = bars
+            reports[symbol] = report
+        return frames, reports
+
+    def _rows(
+        self, frames: dict[str, pd.DataFrame], start: pd.Timestamp | None, end: pd.Timestamp | None
+    ) -> pd.DataFrame:
+        """Rate every bar of the chunk, keep those in `[start, end]`, and stamp their `available_at`."""
+        if not frames:
+            return pd.DataFrame(columns=[*ROW_META, *FEATURES])
+        rated = rate(frames)
+        keep = pd.Series(True, index=rated.index)
+        if start is not None:
+            keep &= rated["ts"] >= start
+        if end is not None:
+            keep &= rated["ts"] <= end
+        rows = rated[keep].reset_index(drop=True)
+        rows.insert(2, "available_at", available_at(rows["ts"], self.interval, self.lag))
+        return rows[[*ROW_META, *FEATURES]]
+
+    def _params(self) -> dict:
+        """What the catalog records about how the run was made (JSON-friendly)."""
+        return {
+            "lake": str(self.lake),
+            "symbols": self.symbols,
+            "candidates": None if self.candidates is None else str(self.candidates),
+            "returns": None if self.returns is None else str(self.returns),
+            "start": None if self.start is None else self.start.isoformat(),
+            "end": None if self.end is None else self.end.isoformat(),
+            "keep_zero_volume": self.keep_zero_volume,
+        }
+
+
+def _stored_statuses(reports: dict[str, CleaningReport], rows: pd.DataFrame) -> Iterator[SymbolStatus]:
+    """One ok status per rated symbol, with the count and span of the rows it stored."""
+    stored = rows.groupby("symbol")["ts"].agg(["size", "min", "max"])
+    for symbol, report in reports.items():
+        count = int(stored.at[symbol, "size"]) if symbol in stored.index else 0
+        yield SymbolStatus(
+            symbol=symbol,
+            ok=True,
+            reason=None,
+            rows=count,
+            first_ts=stored.at[symbol, "min"] if count else None,
+            last_ts=stored.at[symbol, "max"] if count else None,
+            **_counts(report),
+        )
+
+
+def _failed(symbol: str, reason: str, report: CleaningReport | None = None) -> SymbolStatus:
+    return SymbolStatus(
+        symbol=symbol, ok=False, reason=reason, rows=0, first_ts=None, last_ts=None, **_counts(report)
+    )
+
+
+def _counts(report: CleaningReport | None) -> dict:
+    """The cleaning counts a SymbolStatus carries (zeros when the symbol never got as far as cleaning)."""
+    if report is None:
+        return {
+            "rows_in": 0,
+            "duplicates": 0,
+            "unsorted": 0,
+            "zero_volume": 0,
+            "refused": 0,
+            "refused_reasons": {},
+        }
+    return {
+        "rows_in": report.rows_in,
+        "duplicates": report.duplicates,
+        "unsorted": report.unsorted,
+        "zero_volume": report.zero_volume,
+        "refused": report.refused,
+        "refused_reasons": dict(report.refused_reasons),
+    }
+
+
+def _check_something_stored(
+    statuses: list[SymbolStatus], start: pd.Timestamp | None, end: pd.Timestamp | None
+) -> None:
+    """Publishing an empty run would shadow the previous one; refuse it and say why."""
+    if not any(status.ok for status in statuses):
+        reasons = "; ".join(f"{status.symbol}: {status.reason}" for status in statuses[:5])
+        more = f" (and {len(statuses) - 5} more)" if len(statuses) > 5 else ""
+        raise BackfillFailed(f"every symbol failed, nothing published: {reasons}{more}", statuses)
+    if not any(status.rows for status in statuses):
+        first = start.isoformat() if start is not None else "the start"
+        last = end.isoformat() if end is not None else "the end"
+        raise BackfillFailed(f"no symbol has a bar between {first} and {last}, nothing published", statuses)
+
+
+def _check_span(start: pd.Timestamp | None, end: pd.Timestamp | None) -> None:
+    if start is not None and end is not None and start > end:
+        raise ValueError(f"start {start.isoformat()} is after end {end.isoformat()}")
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] += time.perf_counter() - began
+
+
+def _ignore(done: int, total: int) -> None:
+    """The progress callback when the caller gives none."""
