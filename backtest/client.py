@@ -1,0 +1,213 @@
+"""Feature clients: one interface over the HTTP service and over a local data directory.
+
+The backtest pins one run for its whole life: the run given, or the one the first call resolves, and every
+later call passes that `run_id`, so a backfill published mid-backtest cannot change its answers.
+"""
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Protocol
+
+import httpx
+import pandas as pd
+from storage.read import FeatureStore
+
+
+class CrossSectionLike(Protocol):
+    """What the engine reads of a cross-section (`storage.read.CrossSection` is one)."""
+
+    @property
+    def as_of(self) -> pd.Timestamp: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def rows(self) -> pd.DataFrame: ...  # symbol, warm, the requested features; one row per visible symbol
+    @property
+    def stale(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class PinnedRun:
+    run_id: str
+    interval: str
+    symbols: list[str]
+
+
+class FeatureClient(Protocol):
+    run_id: str | None  # the pinned run; None until the first call pins one
+
+    def pin(self, interval: str) -> PinnedRun:
+        """The run every call reads: the pinned one, else the newest run of `interval` (pinned from now)."""
+        ...
+
+    def cross_sections(
+        self,
+        as_ofs: Sequence[pd.Timestamp],
+        features: Sequence[str],
+        symbols: Sequence[str] | None,
+        *,
+        max_staleness: int = 5,
+    ) -> list[CrossSectionLike]:
+        """One cross-section per `as_of`, in order, from the pinned run (pinning the latest if none yet)."""
+        ...
+
+
+class FeatureServiceError(ConnectionError):
+    """The feature service could not be reached or failed a request; the message says which and why."""
+
+
+RETRIED: Final = (httpx.NetworkError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
+"""Transport failures worth another attempt: the request is a read, so repeating it is harmless."""
+
+
+class HttpFeatures:
+    """Features from the HTTP service: one keep-alive connection, `POST /features/batch` in chunks of
+    `chunk` instants, `attempts` tries per request with exponential backoff on connection errors."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        run_id: str | None = None,
+        chunk: int = 64,
+        attempts: int = 4,
+        backoff: float = 0.25,
+        timeout: float = 120.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.run_id = run_id
+        self.chunk = chunk
+        self.attempts = attempts
+        self.backoff = backoff
+        self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=5.0))
+
+    def pin(self, interval: str) -> PinnedRun:
+        if self.run_id is None:
+            runs = [run for run in self._request("GET", "/runs") if run["interval"] == interval]
+            if not runs:
+                raise LookupError(f"the service at {self.base_url} has no published run of {interval} bars")
+            self.run_id = max(runs, key=lambda run: run["run_id"])["run_id"]
+        run = self._request("GET", f"/runs/{self.run_id}")
+        return PinnedRun(run["run_id"], run["interval"], list(run["symbols"]))
+
+    def cross_sections(
+        self,
+        as_ofs: Sequence[pd.Timestamp],
+        features: Sequence[str],
+        symbols: Sequence[str] | None,
+        *,
+        max_staleness: int = 5,
+    ) -> list[CrossSectionLike]:
+        sections: list[CrossSectionLike] = []
+        for start in range(0, len(as_ofs), self.chunk):
+            body = {
+                "as_of": [_iso(as_of) for as_of in as_ofs[start : start + self.chunk]],
+                "features": list(features),
+                "symbols": None if symbols is None else list(symbols),
+                "run_id": self.run_id,
+                "max_staleness": max_staleness,
+            }
+            results = self._request("POST", "/features/batch", json=body)["results"]
+            sections += [_section(result, features) for result in results]
+            self.run_id = sections[0].run_id if sections else self.run_id
+        return sections
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: object) -> object:
+        """The decoded JSON answer; LookupError on 404, ValueError on 422, FeatureServiceError otherwise."""
+        for attempt in range(self.attempts):
+            try:
+                response = self._http.request(method, path, **kwargs)
+                break
+            except RETRIED as error:
+                if attempt == self.attempts - 1:
+                    raise FeatureServiceError(
+                        f"cannot reach the feature service at {self.base_url} "
+                        f"after {self.attempts} attempts: {error}"
+                    ) from None
+                time.sleep(self.backoff * 2**attempt)
+        if response.status_code == 200:
+            return response.json()
+        detail = _detail(response)
+        if response.status_code == 404:
+            raise LookupError(detail)
+        if response.status_code == 422:
+            raise ValueError(detail)
+        raise FeatureServiceError(f"{method} {path} answered {response.status_code}: {detail}")
+
+
+class LocalFeatures:
+    """Features from a data directory, read through `storage.read.FeatureStore` in one batch."""
+
+    def __init__(self, data_dir: Path | str, *, run_id: str | None = None) -> None:
+        if not Path(data_dir).is_dir():
+            raise ValueError(f"data directory {str(data_dir)!r} does not exist")
+        self.data_dir = Path(data_dir)
+        self.store = FeatureStore(data_dir)
+        self.run_id = run_id
+
+    def pin(self, interval: str) -> PinnedRun:
+        catalog = self.store.catalog
+        run = catalog.run(self.run_id) if self.run_id is not None else catalog.latest_run(interval)
+        if run is None:
+            raise LookupError(f"no published run of {interval} bars in {self.data_dir}")
+        self.run_id = run.run_id
+        return PinnedRun(run.run_id, run.interval, list(run.symbols))
+
+    def cross_sections(
+        self,
+        as_ofs: Sequence[pd.Timestamp],
+        features: Sequence[str],
+        symbols: Sequence[str] | None,
+        *,
+        max_staleness: int = 5,
+    ) -> list[CrossSectionLike]:
+        sections = self.store.batch(
+            list(as_ofs),
+            symbols=symbols,
+            features=list(features),
+            run_id=self.run_id,
+            max_staleness=max_staleness,
+        )
+        if sections:
+            self.run_id = sections[0].run_id
+        return sections
+
+
+@dataclass(frozen=True)
+class _Section:
+    """A cross-section decoded from the service's JSON, with the local store's column types."""
+
+    as_of: pd.Timestamp
+    run_id: str
+    interval: str
+    rows: pd.DataFrame
+    stale: list[str]
+
+
+def _section(payload: dict, features: Sequence[str]) -> _Section:
+    rows = pd.DataFrame(payload["rows"], columns=["symbol", "ts", "available_at", "bars", "warm", *features])
+    rows = rows.astype({"symbol": "string", "bars": "Int64", "warm": "boolean"})
+    for name in ("ts", "available_at"):
+        rows[name] = pd.to_datetime(rows[name], utc=True)
+    for name in features:
+        rows[name] = pd.to_numeric(rows[name]).astype("Float64")
+    return _Section(
+        pd.Timestamp(payload["as_of"]), payload["run_id"], payload["interval"], rows, payload["stale"]
+    )
+
+
+def _iso(instant: pd.Timestamp) -> str:
+    return pd.Timestamp(instant).tz_convert("UTC").isoformat().replace("+00:00", "Z")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    return detail if isinstance(detail, str) else str(detail)
