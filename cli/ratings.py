@@ -1,1 +1,104 @@
-"""Placeholder until its issue lands."""
+"""`asof ratings FILE`: one OHLCV file in, its feature rows out, for quick checks against a chart."""
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import pandas as pd
+import typer
+
+from cli.app import app
+from service.ohlcv import CleaningReport, OHLCVError, clean_bars, read_bars
+from service.ratings.engine import rate_frame
+from service.ratings.features import FEATURES, VOTES
+from storage.runs import available_at
+from storage.time import interval_length
+
+OUTPUT_SUFFIXES = (".csv", ".parquet")
+
+
+@app.command(epilog="Example: asof ratings BINANCE_BTCUSDT_1d.csv -o btc.parquet")
+def ratings(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="OHLCV file, .csv or .parquet: `timestamp` (epoch seconds, epoch milliseconds or ISO-8601; "
+            "naive means UTC), `open high low close`, optional `volume`.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write the rows here, as Parquet or CSV by extension.", show_default=False
+        ),
+    ] = None,
+    interval: Annotated[
+        str, typer.Option(help="Bar interval; each row's available_at is ts + interval.")
+    ] = "1d",
+    keep_zero_volume: Annotated[
+        bool, typer.Option("--keep-zero-volume", help="Keep zero-volume bars (TradingView drops them).")
+    ] = False,
+) -> None:
+    """Rate every bar of one OHLCV file: TradingView's Technical Ratings, 26 votes and indicator values.
+
+    The bars are cleaned as a backfill cleans them (sorted, last of duplicated timestamps kept, zero-volume
+    bars dropped, bad rows refused) and rated by the panel engine. Out comes one row per bar: ts (bar open,
+    UTC), available_at, bars, warm and every feature; CSV on stdout unless -o is given. A one-line summary
+    of the cleaning goes to stderr. Bad input exits with status 1 and names the column and row at fault.
+    """
+    if output is not None and output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise typer.BadParameter(f"{output.name}: expected a .csv or .parquet file", param_hint="'--output'")
+    try:
+        interval_length(interval)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="'--interval'") from None
+    try:
+        bars, report = clean_bars(read_bars(file), keep_zero_volume=keep_zero_volume)
+    except OHLCVError as error:
+        _fail(str(error))
+    if bars.empty:
+        _fail(f"{file.name}: no bars left after cleaning")
+    rows = rate_frame(bars)
+    rows.insert(1, "available_at", available_at(rows["ts"], interval))
+    rows = rows.astype(dict.fromkeys(VOTES, "Int8"))[["ts", "available_at", "bars", "warm", *FEATURES]]
+    _write(rows, output)
+    typer.echo(_summary(file, report, output), err=True)
+
+
+def _write(rows: pd.DataFrame, output: Path | None) -> None:
+    if output is None:
+        try:
+            rows.to_csv(sys.stdout, index=False)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader (head, less) stopped early: not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
+    try:
+        if output.suffix.lower() == ".csv":
+            rows.to_csv(output, index=False)
+        else:
+            rows.to_parquet(output, index=False)
+    except OSError as error:
+        _fail(f"cannot write {output}: {error.strerror or error}")
+
+
+def _summary(file: Path, report: CleaningReport, output: Path | None) -> str:
+    dropped = {
+        "duplicated": report.duplicates,
+        "zero-volume": report.zero_volume,
+        "refused": report.refused,
+    }
+    dropped_text = ", ".join(f"{count} {what}" for what, count in dropped.items() if count) or "none"
+    sorted_text = f"; {report.unsorted} out-of-order rows sorted" if report.unsorted else ""
+    target = f" -> {output}" if output is not None else ""
+    return (
+        f"{file.name}: {report.rows_out} bars rated of {report.rows_in} rows "
+        f"(dropped: {dropped_text}{sorted_text}){target}"
+    )
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"asof ratings: {message}", err=True)
+    raise typer.Exit(1)

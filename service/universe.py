@@ -59,7 +59,8 @@ class _Panel(NamedTuple):
 @dataclass(frozen=True)
 class SyntheticUniverse:
     """`n_symbols` symbols `EXCHANGE:S0001`... on a grid of `n_bars` bars of `interval` from `start`; the
-    same parameters always give the same bars. Drift and volatility scale with the bar length."""
+    same parameters always give the same bars. Drift and volatility scale with the bar length. Shares of
+    symbols are rounded up, so a positive share gives at least one late listing or delisting."""
 
     n_symbols: int = 50
     n_bars: int = 2520
