@@ -1,0 +1,359 @@
+"""THE as-of read. Every feature row leaves storage through `point_in_time`, the one function that applies
+the point-in-time rule of DESIGN.md; cross-sections, batches and histories all call it.
+
+Where rows come from is a separate concern: a source proposes candidate rows (the in-memory index, or
+DuckDB over the run's Parquet), and `point_in_time` decides what is visible. Both sources are held to the
+same answers by tests.
+"""
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final, Protocol
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from service.ratings.features import FEATURES, RATINGS
+from storage.catalog import Catalog, NoRunError, RunInfo, SymbolNotFound
+from storage.index import MemoryIndex, Rows, column_values, microseconds, symbol_codes
+from storage.time import interval_length, parse_instant
+
+_INT64: Final = np.iinfo(np.int64)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_DATETIME_RANGE_US: Final = (
+    (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1),
+    (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1),
+)
+_NANOSECONDS: Final = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+@dataclass(frozen=True)
+class CrossSection:
+    """Per symbol, the newest row knowable at `as_of` (sorted by symbol); `stale` lists, sorted, the symbols
+    whose newest knowable row is older than the staleness window and that `rows` therefore leaves out."""
+
+    as_of: pd.Timestamp
+    run_id: str
+    interval: str
+    features: list[str]
+    rows: pd.DataFrame
+    stale: list[str]
+
+
+@dataclass(frozen=True)
+class Sight:
+    """What a query standing at an instant may see, in whole microseconds (the stored resolution)."""
+
+    until: int
+    """Rows with available_at <= until are visible: as_of floored to the microsecond, which is exact."""
+    fresh_from: int | None
+    """Cross-sections only: a newest visible row with available_at < fresh_from is stale, i.e.
+    as_of - available_at > the staleness window (to the nanosecond)."""
+
+    @classmethod
+    def at(cls, as_of: pd.Timestamp, window: pd.Timedelta | None = None) -> "Sight":
+        nanoseconds = _nanoseconds(as_of)
+        # fresh_from is the ceiling of (as_of - window) in microseconds: a row exactly `window` old is fresh.
+        fresh_from = None if window is None else _clamp(-((window.value - nanoseconds) // 1000))
+        return cls(until=_clamp(nanoseconds // 1000), fresh_from=fresh_from)
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A published run as readers need it; immutable, so cached for the life of the store."""
+
+    info: RunInfo
+    codes: dict[str, int]
+    labels: pd.api.extensions.ExtensionArray
+    first_available: np.ndarray
+
+    @classmethod
+    def load(cls, catalog: Catalog, info: RunInfo) -> "RunView":
+        first = catalog.first_available(info.run_id)
+        return cls(
+            info=info,
+            codes={symbol: code for code, symbol in enumerate(info.symbols)},
+            labels=pd.array(info.symbols, dtype="str"),
+            first_available=np.array(
+                [_nanoseconds(first[symbol]) // 1000 for symbol in info.symbols], dtype=np.int64
+            ),
+        )
+
+    def requested(self, symbols: Iterable[str] | str | None) -> np.ndarray:
+        """Codes of the asked-for symbols the run stores, sorted; a symbol it does not store has no
+        visible row, so (like one not yet listed) it simply does not appear."""
+        if symbols is None:
+            return np.arange(len(self.codes))
+        if isinstance(symbols, str):
+            symbols = [symbols]
+        return np.unique(np.array([self.codes[s] for s in symbols if s in self.codes], dtype=np.int64))
+
+
+class Source(Protocol):
+    """Proposes candidate rows of a run; `point_in_time` filters them."""
+
+    def newest(
+        self, run: RunInfo, codes: np.ndarray, features: list[str], *, until: int, fresh_from: int
+    ) -> Rows: ...
+
+    def history(
+        self, run: RunInfo, code: int, features: list[str], *, until: int, first: int, last: int
+    ) -> Rows: ...
+
+
+def point_in_time(
+    candidates: Rows, sight: Sight, run: RunView, requested: np.ndarray
+) -> tuple[Rows, list[str]]:
+    """THE point-in-time rule (DESIGN.md), applied to rows a source proposes for the `requested` symbols.
+
+    A row is visible iff available_at <= as_of. History (`sight.fresh_from` None): every visible row, oldest
+    first. Cross-section: per symbol the newest visible row; a symbol whose newest visible row is older than
+    the staleness window is left out and listed as stale (it has a visible row iff its first row's
+    available_at <= as_of); a symbol with no visible row does not appear. Returns the rows and stale symbols.
+    """
+    asked = np.zeros(len(run.codes), dtype=bool)
+    asked[requested] = True
+    visible = (candidates.available_at <= sight.until) & asked[candidates.code]
+    positions = np.flatnonzero(visible)
+    if sight.fresh_from is None:
+        return candidates.take(positions[np.argsort(candidates.available_at[positions], kind="stable")]), []
+    order = positions[np.lexsort((candidates.available_at[positions], candidates.code[positions]))]
+    codes = candidates.code[order]
+    newest = order[np.append(codes[1:] != codes[:-1], True)] if len(order) else order
+    rows = candidates.take(newest[candidates.available_at[newest] >= sight.fresh_from])
+    stale = asked & (run.first_available <= sight.until)
+    stale[rows.code] = False
+    return rows, [run.info.symbols[code] for code in np.flatnonzero(stale)]
+
+
+class ParquetSource:
+    """DuckDB over the run's Parquet. Cross-sections filter on available_at in [fresh_from, until], so DuckDB
+    reads only the row groups near T; one in-process database (not the catalog file), a cursor per thread."""
+
+    def __init__(self) -> None:
+        self._database = duckdb.connect()
+        self._database.execute("SET GLOBAL parquet_metadata_cache = true")
+        self._local = threading.local()
+
+    def newest(
+        self, run: RunInfo, codes: np.ndarray, features: list[str], *, until: int, fresh_from: int
+    ) -> Rows:
+        query = (
+            f"SELECT DISTINCT ON (symbol) {_columns(features)} FROM {_parquet(run)} "
+            "WHERE available_at BETWEEN $fresh_from AND $until ORDER BY symbol, available_at DESC"
+        )
+        return self._rows(
+            run, query, {"fresh_from": _datetime(fresh_from), "until": _datetime(until)}, features
+        )
+
+    def history(
+        self, run: RunInfo, code: int, features: list[str], *, until: int, first: int, last: int
+    ) -> Rows:
+        query = (
+            f"SELECT {_columns(features)} FROM {_parquet(run)} WHERE symbol = $symbol "
+            "AND available_at <= $until AND ts BETWEEN $first AND $last ORDER BY available_at"
+        )
+        parameters = {
+            "symbol": run.symbols[code],
+            "until": _datetime(until),
+            "first": _datetime(first),
+            "last": _datetime(last),
+        }
+        return self._rows(run, query, parameters, features)
+
+    def _rows(self, run: RunInfo, query: str, parameters: dict, features: list[str]) -> Rows:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self._database.cursor()
+        table = cursor.sql(query, params=parameters).to_arrow_table()
+        return Rows(
+            code=symbol_codes(run, table["symbol"]),
+            ts=microseconds(table["ts"]),
+            available_at=microseconds(table["available_at"]),
+            bars=table["bars"].to_numpy(),
+            warm=table["warm"].to_numpy(zero_copy_only=False),
+            features={name: column_values(table[name]) for name in features},
+        )
+
+
+class FeatureStore:
+    """Point-in-time reads of published runs in `data_dir`.
+
+    `index=True` serves from the in-memory index (each run loaded on first use), `index=False` from DuckDB
+    over Parquet only; both go through `point_in_time` and answer identically. Unpinned reads use the run
+    published last, re-checked on every call at the cost of a few `stat`s.
+    """
+
+    def __init__(self, data_dir: Path | str, *, index: bool = True) -> None:
+        self.catalog = Catalog(data_dir)
+        self._source: Source = MemoryIndex() if index else ParquetSource()
+        self._views: dict[str, RunView] = {}
+        self._latest: tuple[tuple, RunInfo | None] | None = None
+
+    def cross_section(
+        self,
+        as_of: str | datetime | pd.Timestamp,
+        *,
+        symbols: Iterable[str] | None = None,
+        features: Iterable[str] | str | None = None,
+        run_id: str | None = None,
+        max_staleness: int = 5,
+    ) -> CrossSection:
+        """The newest row knowable at `as_of` per symbol (`features`: None = the three ratings, "all")."""
+        return self.batch(
+            [as_of], symbols=symbols, features=features, run_id=run_id, max_staleness=max_staleness
+        )[0]
+
+    def batch(
+        self,
+        as_ofs: Iterable[str | datetime | pd.Timestamp],
+        *,
+        symbols: Iterable[str] | None = None,
+        features: Iterable[str] | str | None = None,
+        run_id: str | None = None,
+        max_staleness: int = 5,
+    ) -> list[CrossSection]:
+        """One cross-section per instant, in order, all from the same run (resolved once)."""
+        instants = [parse_instant(as_of) for as_of in as_ofs]
+        names = resolve_features(features)
+        window = _window(max_staleness)
+        run = self._view(run_id)
+        requested = run.requested(symbols)
+        interval = interval_length(run.info.interval)
+        return [
+            self._cross_section(run, instant, requested, names, window * interval) for instant in instants
+        ]
+
+    def history(
+        self,
+        symbol: str,
+        *,
+        start: str | datetime | pd.Timestamp | None = None,
+        end: str | datetime | pd.Timestamp | None = None,
+        as_of: str | datetime | pd.Timestamp | None = None,
+        run_id: str | None = None,
+        features: Iterable[str] | str | None = None,
+    ) -> pd.DataFrame:
+        """The symbol's rows with start <= ts <= end as known at `as_of` (default now), oldest first."""
+        moment = pd.Timestamp.now(tz="UTC") if as_of is None else parse_instant(as_of)
+        first = _INT64.min if start is None else -(-_nanoseconds(parse_instant(start, name="start")) // 1000)
+        last = _INT64.max if end is None else _nanoseconds(parse_instant(end, name="end")) // 1000
+        if first > last:
+            raise ValueError(f"start {start} is after end {end}")
+        names = resolve_features(features)
+        run = self._view(run_id)
+        if symbol not in run.codes:
+            raise SymbolNotFound(symbol, run.info.run_id)
+        code = run.codes[symbol]
+        sight = Sight.at(moment)
+        candidates = self._source.history(run.info, code, names, until=sight.until, first=first, last=last)
+        rows, _ = point_in_time(candidates, sight, run, np.array([code]))
+        return _frame(run, rows, names)
+
+    def _cross_section(
+        self,
+        run: RunView,
+        as_of: pd.Timestamp,
+        requested: np.ndarray,
+        features: list[str],
+        window: pd.Timedelta,
+    ) -> CrossSection:
+        sight = Sight.at(as_of, window)
+        candidates = self._source.newest(
+            run.info, requested, features, until=sight.until, fresh_from=sight.fresh_from
+        )
+        rows, stale = point_in_time(candidates, sight, run, requested)
+        return CrossSection(
+            as_of=as_of,
+            run_id=run.info.run_id,
+            interval=run.info.interval,
+            features=features,
+            rows=_frame(run, rows, features),
+            stale=stale,
+        )
+
+    def _view(self, run_id: str | None) -> RunView:
+        """The pinned run (RunNotFound if unknown), else the one published last (NoRunError if none)."""
+        if run_id is None:
+            stamp = self.catalog.stamp()
+            if self._latest is None or self._latest[0] != stamp:
+                self._latest = (stamp, self.catalog.latest_run())
+            info = self._latest[1]
+            if info is None:
+                raise NoRunError(f"no run is published in {self.catalog.data_dir} yet; run a backfill first")
+            run_id = info.run_id
+        view = self._views.get(run_id)
+        if view is None:
+            info = self.catalog.run(run_id)
+            view = self._views[run_id] = RunView.load(self.catalog, info)
+        return view
+
+
+def resolve_features(features: Iterable[str] | str | None) -> list[str]:
+    """None means the three ratings, "all" every feature; otherwise names checked against FEATURES."""
+    if features is None:
+        return list(RATINGS)
+    if features == "all":
+        return list(FEATURES)
+    names = [features] if isinstance(features, str) else list(features)
+    for name in names:
+        if name not in FEATURES:
+            raise ValueError(f"unknown feature {name!r}; expected names from FEATURES (or 'all')")
+    return list(dict.fromkeys(names))
+
+
+def _frame(run: RunView, rows: Rows, features: list[str]) -> pd.DataFrame:
+    """Rows as the read path serves them: instants as datetime64[ns, UTC], votes Int8, values float64."""
+    return pd.DataFrame(
+        {
+            "symbol": run.labels.take(rows.code),
+            "ts": _utc(rows.ts),
+            "available_at": _utc(rows.available_at),
+            "bars": rows.bars,
+            "warm": rows.warm,
+            **{name: rows.features[name] for name in features},
+        }
+    )
+
+
+def _utc(microseconds: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex((microseconds * 1000).view("datetime64[ns]"), tz="UTC")
+
+
+def _window(max_staleness: int) -> int:
+    if (
+        isinstance(max_staleness, bool)
+        or not isinstance(max_staleness, (int, np.integer))
+        or max_staleness < 0
+    ):
+        raise ValueError(
+            f"max_staleness must be a non-negative whole number of intervals, not {max_staleness!r}"
+        )
+    return int(max_staleness)
+
+
+def _nanoseconds(instant: pd.Timestamp) -> int:
+    """Exact nanoseconds since the epoch, whatever the Timestamp's unit (a Python int cannot overflow)."""
+    return int(instant.to_datetime64().view(np.int64)) * _NANOSECONDS[instant.unit]
+
+
+def _clamp(microseconds: int) -> int:
+    return min(max(microseconds, _INT64.min + 1), _INT64.max - 1)
+
+
+def _datetime(microseconds: int) -> datetime:
+    """An instant as DuckDB takes it, clamped to the range of Python datetimes (stored data lies inside)."""
+    low, high = _DATETIME_RANGE_US
+    return _EPOCH + timedelta(microseconds=min(max(microseconds, low), high))
+
+
+def _columns(features: list[str]) -> str:
+    return ", ".join(f'"{name}"' for name in ("symbol", "ts", "available_at", "bars", "warm", *features))
+
+
+def _parquet(run: RunInfo) -> str:
+    return "read_parquet('{}')".format(str(run.path).replace("'", "''"))
