@@ -128,7 +128,13 @@ class HistoricalFeatureBackfill:
             for chunk in batched(universe, self.chunk_size):
                 if cancelled is not None and cancelled():
                     raise BackfillCancelled(f"backfill cancelled after {len(statuses)} symbols")
-                frames, reports = self._read_chunk(lake, chunk, known, origin, statuses, timings)
+                frames, reports = {}, {}
+                for symbol in chunk:
+                    loaded = self._load(lake, symbol, known, origin, timings)
+                    if isinstance(loaded, SymbolStatus):
+                        statuses[symbol] = loaded
+                    else:
+                        frames[symbol], reports[symbol] = loaded
                 with _timed(timings, "compute"):
                     rows = self._rows(frames, start, end)
                 with _timed(timings, "write"):
@@ -165,39 +171,24 @@ class HistoricalFeatureBackfill:
             symbols, origin = lake.symbols(), f"lake {self.lake}"
         return list(dict.fromkeys(symbols)), origin, (start, end)
 
-    def _read_chunk(
-        self,
-        lake: Lake,
-        chunk: tuple[str, ...],
-        known: set[str],
-        origin: str,
-        statuses: dict[str, SymbolStatus],
-        timings: dict[str, float],
-    ) -> tuple[dict[str, pd.DataFrame], dict[str, CleaningReport]]:
-        """Cleaned bars of the chunk's good symbols; a failed symbol's status goes straight to `statuses`."""
-        frames: dict[str, pd.DataFrame] = {}
-        reports: dict[str, CleaningReport] = {}
-        for symbol in chunk:
-            if symbol not in known:
-                statuses[symbol] = _failed(symbol, f"not found in lake {self.lake} (named by {origin})")
-                continue
-            try:
-                with _timed(timings, "read"):
-                    raw = lake.read(symbol)
-                with _timed(timings, "clean"):
-                    bars, report = clean_bars(raw, keep_zero_volume=self.keep_zero_volume)
-            except SymbolRefused as error:
-                statuses[symbol] = _failed(symbol, str(error), error.report)
-                continue
-            except (ValueError, OSError) as error:  # OHLCVError and anything a broken file raises
-                statuses[symbol] = _failed(symbol, str(error) or type(error).__name__)
-                continue
-            if bars.empty:
-                statuses[symbol] = _failed(symbol, "no bars left after cleaning", report)
-                continue
-            frames[symbol] = bars
-            reports[symbol] = report
-        return frames, reports
+    def _load(
+        self, lake: Lake, symbol: str, known: set[str], origin: str, timings: dict[str, float]
+    ) -> tuple[pd.DataFrame, CleaningReport] | SymbolStatus:
+        """The symbol's cleaned bars and cleaning report, or its failed status saying why there are none."""
+        if symbol not in known:
+            return _failed(symbol, f"not found in lake {self.lake} (named by {origin})")
+        try:
+            with _timed(timings, "read"):
+                raw = lake.read(symbol)
+            with _timed(timings, "clean"):
+                bars, report = clean_bars(raw, keep_zero_volume=self.keep_zero_volume)
+        except SymbolRefused as error:
+            return _failed(symbol, str(error), error.report)
+        except (ValueError, OSError) as error:  # OHLCVError, and anything else a broken file raises
+            return _failed(symbol, str(error) or type(error).__name__)
+        if bars.empty:
+            return _failed(symbol, "no bars left after cleaning", report)
+        return bars, report
 
     def _rows(
         self, frames: dict[str, pd.DataFrame], start: pd.Timestamp | None, end: pd.Timestamp | None

@@ -340,7 +340,7 @@ def test_paths_must_resolve_inside_the_data_dir(tmp_path: Path) -> None:
 
 def test_a_backfill_killed_mid_run_leaves_the_previous_run_served(served: Path, tmp_path: Path) -> None:
     """A real `asof backfill` process, SIGKILLed once its progress shows it mid-way."""
-    big = SyntheticUniverse(n_symbols=160, n_bars=2520, seed=5).write(tmp_path / "big")
+    big = SyntheticUniverse(n_symbols=96, n_bars=2520, seed=5).write(tmp_path / "big")
     before = published(served)
     command = [
         str(Path(sys.executable).with_name("asof")),
