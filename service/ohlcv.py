@@ -105,7 +105,7 @@ def bars_from_table(table: pd.DataFrame, *, source: str, rows: Sequence[int] | N
         ts = parse_times(table.index.to_series(), source=source, column="index", rows=rows)
     else:
         raise missing(TIME_COLUMNS[0])
-    bars = {"ts": ts.reset_index(drop=True)}
+    bars = {"ts": ts}
     for name in PRICE_COLUMNS:
         bars[name] = _numbers(column(name), source=source, column=str(columns[name]), rows=rows)
     bars["volume"] = (
@@ -116,48 +116,55 @@ def bars_from_table(table: pd.DataFrame, *, source: str, rows: Sequence[int] | N
     return pd.DataFrame(bars)
 
 
-def parse_times(values: pd.Series, *, source: str, column: str, rows: np.ndarray) -> pd.Series:
-    """Timestamps as datetime64[ns, UTC]; OHLCVError naming the first row that is missing or unparseable."""
-    values = values.reset_index(drop=True)
+def parse_times(values: pd.Series, *, source: str, column: str, rows: np.ndarray) -> pd.DatetimeIndex:
+    """Timestamps in UTC at nanosecond resolution; OHLCVError naming the first row that is missing or
+    unparseable."""
     if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype):
-        parsed = values if isinstance(values.dtype, pd.DatetimeTZDtype) else values.dt.tz_localize("UTC")
+        parsed = pd.DatetimeIndex(values)
+        parsed = parsed.tz_localize("UTC") if parsed.tz is None else parsed.tz_convert("UTC")
         failed = parsed.isna()
-    elif pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
-        parsed, failed = _epoch(values.astype("float64"))
+    elif pd.api.types.is_numeric_dtype(values.dtype):
+        parsed, failed = _epoch(values.to_numpy(dtype="float64", na_value=np.nan))
     else:
-        numbers = pd.to_numeric(values, errors="coerce")
-        iso = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
-        if numbers.notna().sum() >= iso.notna().sum():
-            parsed, failed = _epoch(numbers.astype("float64"))
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        iso = pd.DatetimeIndex(pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce"))
+        if np.isfinite(numbers).sum() >= iso.notna().sum():
+            parsed, failed = _epoch(numbers)
         else:
             parsed, failed = iso, iso.isna()
     if failed.any():
-        at = int(np.flatnonzero(failed.to_numpy())[0])
+        at = int(np.flatnonzero(failed)[0])
         value = values.iloc[at]
         problem = "missing timestamp" if pd.isna(value) else f"{_shown(value)} is not a timestamp"
         hint = "" if pd.isna(value) else " (expected epoch seconds, epoch milliseconds or ISO-8601)"
         raise OHLCVError(f"{source}: column {column!r}, row {rows[at]}: {problem}{hint}")
-    return parsed.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    return parsed.as_unit("ns")
 
 
-def _epoch(numbers: pd.Series) -> tuple[pd.Series, pd.Series]:
+def _epoch(numbers: np.ndarray) -> tuple[pd.DatetimeIndex, np.ndarray]:
     """Epoch seconds or milliseconds (one unit per column) and the mask of values that are no instant."""
-    finite = np.isfinite(numbers.to_numpy())
+    finite = np.isfinite(numbers)
     milliseconds = bool(finite.any()) and np.abs(numbers[finite]).max() >= EPOCH_MS_FROM
-    failed = pd.Series(~finite | ~((numbers / (1e3 if milliseconds else 1.0)).abs() < _EPOCH_SECONDS_LIMIT))
-    valid = numbers.where(~failed, 0.0)
-    per_unit = 1_000_000 if milliseconds else 1_000_000_000
-    if (valid == valid.round()).all():  # whole units: exact integer arithmetic
+    per_second, per_unit = (1e3, 1_000_000) if milliseconds else (1.0, 1_000_000_000)
+    with np.errstate(invalid="ignore"):
+        failed = ~(np.abs(numbers / per_second) < _EPOCH_SECONDS_LIMIT)  # NaN and inf fail too
+    valid = np.where(failed, 0.0, numbers)
+    if (valid == np.round(valid)).all():  # whole units: exact integer arithmetic
         nanoseconds = valid.astype("int64") * per_unit
     else:
-        nanoseconds = (valid * per_unit).round().astype("int64")
-    parsed = pd.to_datetime(nanoseconds, unit="ns", utc=True)
-    return parsed.where(~failed), failed
+        nanoseconds = np.round(valid * per_unit).astype("int64")
+    return _utc(nanoseconds), failed
+
+
+def _utc(nanoseconds: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(nanoseconds.view("datetime64[ns]"), tz="UTC")
 
 
 def _numbers(values: pd.Series, *, source: str, column: str, rows: np.ndarray) -> np.ndarray:
     """A float64 column; OHLCVError naming the first value that is present but not a number."""
-    numbers = pd.to_numeric(values.reset_index(drop=True), errors="coerce")
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    numbers = pd.to_numeric(values, errors="coerce")
     not_numbers = numbers.isna().to_numpy() & values.notna().to_numpy()
     if not_numbers.any():
         at = int(np.flatnonzero(not_numbers)[0])
@@ -185,25 +192,30 @@ def clean_bars(
     missing = [name for name in BAR_COLUMNS if name not in raw.columns]
     if missing:
         raise OHLCVError(f"bars lack column(s) {', '.join(map(repr, missing))}")
-    ts = pd.to_datetime(raw["ts"], utc=True).astype("datetime64[ns, UTC]").reset_index(drop=True)
-    if ts.isna().any():
-        raise OHLCVError(f"row {int(np.flatnonzero(ts.isna().to_numpy())[0]) + 1}: missing timestamp")
-    nanos = ts.array.asi8
+    ts = pd.DatetimeIndex(raw["ts"])
+    ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+    if ts.hasnans:
+        raise OHLCVError(f"row {int(np.flatnonzero(ts.isna())[0]) + 1}: missing timestamp")
+    nanos = ts.as_unit("ns").asi8
+    values = np.column_stack(
+        [raw[name].to_numpy(dtype="float64", na_value=np.nan) for name in BAR_COLUMNS[1:]]
+    )
     unsorted = int((nanos[1:] < np.maximum.accumulate(nanos)[:-1]).sum())
     order = np.argsort(nanos, kind="stable")
-    nanos = nanos[order]
-    columns = {name: raw[name].to_numpy(dtype="float64", na_value=np.nan) for name in BAR_COLUMNS[1:]}
-    bars = pd.DataFrame({"ts": ts, **columns}).iloc[order].reset_index(drop=True)
+    nanos, values = nanos[order], values[order]
 
-    keep = np.ones(len(bars), dtype=bool)
+    keep = np.ones(len(nanos), dtype=bool)
     keep[:-1] = nanos[:-1] != nanos[1:]
     duplicates = int((~keep).sum())
-    zero_volume = keep & (bars["volume"].to_numpy() == 0) & (not keep_zero_volume)
+    zero_volume = keep & (values[:, -1] == 0) & (not keep_zero_volume)
     keep &= ~zero_volume
-    reasons = _refusals(bars[keep])
-    refused = {reason: count for reason in REFUSAL_REASONS if (count := int((reasons == reason).sum()))}
-    keep[np.flatnonzero(keep)[reasons != ""]] = False
-    cleaned = bars[keep].reset_index(drop=True)
+    reasons = _refusals(values[keep, :-1])
+    counts = np.bincount(reasons, minlength=len(REFUSAL_REASONS) + 1)[1:]
+    refused = {reason: int(count) for reason, count in zip(REFUSAL_REASONS, counts, strict=True) if count}
+    keep[np.flatnonzero(keep)[reasons > 0]] = False
+    cleaned = pd.DataFrame(
+        {"ts": _utc(nanos[keep]), **{name: values[keep, k] for k, name in enumerate(BAR_COLUMNS[1:])}}
+    )
 
     checked = len(reasons)
     report = CleaningReport(
@@ -225,9 +237,9 @@ def clean_bars(
     return cleaned, report
 
 
-def _refusals(bars: pd.DataFrame) -> np.ndarray:
-    """Per row, the first refusal reason it meets, or "" when the row is sound."""
-    prices = bars[list(PRICE_COLUMNS)].to_numpy()
+def _refusals(prices: np.ndarray) -> np.ndarray:
+    """Per row of (open, high, low, close), 1 + the index in REFUSAL_REASONS of the first reason it meets,
+    or 0 when the row is sound."""
     open_, high, low, close = prices.T
     with np.errstate(invalid="ignore"):
         conditions = [
@@ -236,4 +248,4 @@ def _refusals(bars: pd.DataFrame) -> np.ndarray:
             high < np.maximum.reduce([open_, close, low]),
             low > np.minimum.reduce([open_, close, high]),
         ]
-    return np.select(conditions, REFUSAL_REASONS, default="")
+    return np.select(conditions, np.arange(1, len(REFUSAL_REASONS) + 1), default=0)
