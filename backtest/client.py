@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Final, Protocol
 
 import httpx
+import orjson
 import pandas as pd
+import pyarrow as pa
+
 from storage.read import FeatureStore
 
 
@@ -85,11 +88,11 @@ class HttpFeatures:
 
     def pin(self, interval: str) -> PinnedRun:
         if self.run_id is None:
-            runs = [run for run in self._request("GET", "/runs") if run["interval"] == interval]
+            runs = [run for run in self._request("GET", "/runs").json() if run["interval"] == interval]
             if not runs:
                 raise LookupError(f"the service at {self.base_url} has no published run of {interval} bars")
             self.run_id = max(runs, key=lambda run: run["run_id"])["run_id"]
-        run = self._request("GET", f"/runs/{self.run_id}")
+        run = self._request("GET", f"/runs/{self.run_id}").json()
         return PinnedRun(run["run_id"], run["interval"], list(run["symbols"]))
 
     def cross_sections(
@@ -100,25 +103,26 @@ class HttpFeatures:
         *,
         max_staleness: int = 5,
     ) -> list[CrossSectionLike]:
-        sections: list[CrossSectionLike] = []
-        for start in range(0, len(as_ofs), self.chunk):
+        instants = list(dict.fromkeys(_iso(as_of) for as_of in as_ofs))  # each distinct instant asked once
+        found: dict[str, _Section] = {}
+        for start in range(0, len(instants), self.chunk):
             body = {
-                "as_of": [_iso(as_of) for as_of in as_ofs[start : start + self.chunk]],
+                "as_of": instants[start : start + self.chunk],
                 "features": list(features),
                 "symbols": None if symbols is None else list(symbols),
                 "run_id": self.run_id,
                 "max_staleness": max_staleness,
             }
-            results = self._request("POST", "/features/batch", json=body)["results"]
-            sections += [_section(result, features) for result in results]
-            self.run_id = sections[0].run_id if sections else self.run_id
-        return sections
+            response = self._request("POST", "/features/batch", params={"format": "arrow"}, json=body)
+            found |= _sections(response.content, body["as_of"])
+            self.run_id = next(iter(found.values())).run_id
+        return [found[_iso(as_of)] for as_of in as_ofs]
 
     def close(self) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, **kwargs: object) -> object:
-        """The decoded JSON answer; LookupError on 404, ValueError on 422, FeatureServiceError otherwise."""
+    def _request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        """A 200 answer; LookupError on 404, ValueError on 422, FeatureServiceError otherwise."""
         for attempt in range(self.attempts):
             try:
                 response = self._http.request(method, path, **kwargs)
@@ -131,7 +135,7 @@ class HttpFeatures:
                     ) from None
                 time.sleep(self.backoff * 2**attempt)
         if response.status_code == 200:
-            return response.json()
+            return response
         detail = _detail(response)
         if response.status_code == 404:
             raise LookupError(detail)
@@ -180,7 +184,7 @@ class LocalFeatures:
 
 @dataclass(frozen=True)
 class _Section:
-    """A cross-section decoded from the service's JSON, with the local store's column types."""
+    """A cross-section decoded from the service's Arrow answer, with the local store's column types."""
 
     as_of: pd.Timestamp
     run_id: str
@@ -189,16 +193,24 @@ class _Section:
     stale: list[str]
 
 
-def _section(payload: dict, features: Sequence[str]) -> _Section:
-    rows = pd.DataFrame(payload["rows"], columns=["symbol", "ts", "available_at", "bars", "warm", *features])
-    rows = rows.astype({"symbol": "string", "bars": "Int64", "warm": "boolean"})
-    for name in ("ts", "available_at"):
-        rows[name] = pd.to_datetime(rows[name], utc=True)
-    for name in features:
-        rows[name] = pd.to_numeric(rows[name]).astype("Float64")
-    return _Section(
-        pd.Timestamp(payload["as_of"]), payload["run_id"], payload["interval"], rows, payload["stale"]
-    )
+def _sections(content: bytes, instants: list[str]) -> dict[str, _Section]:
+    """Split a batch's Arrow stream (every section's rows under a leading `as_of` column, the envelope in
+    the schema metadata) back into one cross-section per requested instant (ISO strings, distinct)."""
+    table = pa.ipc.open_stream(content).read_all()
+    envelope = {key.decode(): orjson.loads(value) for key, value in (table.schema.metadata or {}).items()}
+    rows = table.to_pandas(types_mapper={pa.int8(): pd.Int8Dtype()}.get)  # votes stay nullable integers
+    groups = {_iso(as_of): group for as_of, group in rows.groupby("as_of", sort=False)}
+    empty = rows.iloc[:0]
+    return {
+        instant: _Section(
+            as_of=pd.Timestamp(instant),
+            run_id=envelope["run_id"],
+            interval=envelope["interval"],
+            rows=groups.get(instant, empty).drop(columns="as_of").reset_index(drop=True),
+            stale=envelope["stale"][instant],
+        )
+        for instant in instants
+    }
 
 
 def _iso(instant: pd.Timestamp) -> str:

@@ -52,23 +52,24 @@ class Selection:
 def select(rows: pd.DataFrame, stale: list[str], window: pd.DataFrame, policy: SelectionPolicy) -> Selection:
     """Run the stages on one cross-section's rows (`symbol`, `warm`, the policy's features) and a returns
     window (columns: the universe; rows: the trailing bars up to the decision row)."""
-    covered = window.columns[np.isfinite(window.to_numpy(dtype=float)).all(axis=0)]
-    warm = rows["warm"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    usable = rows[warm & ~rows["symbol"].isin(stale) & rows["symbol"].isin(covered)]
-    eligible = sorted(usable["symbol"])
+    symbols = rows["symbol"].to_numpy(dtype=str)
+    covered = set(window.columns[np.isfinite(window.to_numpy(dtype=float)).all(axis=0)]) - set(stale)
+    usable = rows["warm"].to_numpy(dtype=bool, na_value=False) & np.isin(symbols, list(covered))
+    eligible = sorted(symbols[usable].tolist())
     if policy.threshold is not None:
-        usable = usable[_values(usable, policy.threshold_on) > policy.threshold]
-    passed = sorted(usable["symbol"])
-    ranking = pd.DataFrame({"symbol": usable["symbol"].to_numpy(), "rank": _values(usable, policy.rank_by)})
-    ranking = ranking.dropna().sort_values(["rank", "symbol"], ascending=[False, True], kind="mergesort")
-    ranked = ranking["symbol"].tolist()
+        usable &= _values(rows, policy.threshold_on) > policy.threshold  # NaN is never above
+    passed = sorted(symbols[usable].tolist())
+    rank = _values(rows, policy.rank_by)
+    rankable = usable & ~np.isnan(rank)
+    order = np.lexsort((symbols[rankable], -rank[rankable]))  # by rank descending, then by symbol
+    ranked = symbols[rankable][order].tolist()
     selected, correlated = _take(ranked, window, policy)
     return Selection(eligible, passed, ranked, selected, correlated)
 
 
 def _values(rows: pd.DataFrame, feature: str) -> np.ndarray:
     """A feature as float64 with NaN for not-available (votes arrive as nullable integers)."""
-    return rows[feature].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    return rows[feature].to_numpy(dtype=float, na_value=np.nan)
 
 
 def _take(ranked: list[str], window: pd.DataFrame, policy: SelectionPolicy) -> tuple[list[str], list[str]]:
