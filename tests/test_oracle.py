@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from service.ratings import oracle
-from service.ratings.features import RATINGS, VALUES, VOTES
+from service.ohlcv import clean_bars
+from service.ratings import engine, oracle
+from service.universe import SyntheticUniverse
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "acceptance" / "tradingview_closed_bars.json"
 DIRECT_VOTES = {
@@ -116,20 +117,80 @@ def test_flat_history_counts_no_range_oscillators():
     assert last["Recommend.MA"] == 0 and last["Recommend.Other"] == 0 and not last["warm"]
 
 
+def test_a_bar_does_not_depend_on_later_bars():
+    bars = clean_bars(SyntheticUniverse(n_symbols=2, n_bars=400, seed=3).frames()["SYNTH:S0001"])[0]
+    full = oracle.rate_frame(bars)
+    for cut in (1, 2, 15, 34, 52, 120, 399):
+        alone = oracle.rate_frame(bars.iloc[:cut]).iloc[-1]
+        pd.testing.assert_series_equal(alone, full.iloc[cut - 1], check_names=False, obj=f"bar {cut}")
+
+
 # Agreement with the panel engine ------------------------------------------------------------------
 
 
-def assert_same_ratings(ours: pd.DataFrame, theirs: pd.DataFrame, symbol: str) -> None:
-    """Votes, ratings, bars and warm exactly (na positions included); values within 1e-9 relative."""
-    assert list(theirs.columns) == list(ours.columns), symbol
-    pd.testing.assert_series_equal(theirs["ts"], ours["ts"], obj=f"{symbol} ts")
-    for column in ("bars", "warm", *VOTES, *RATINGS):
-        mismatch = ~((theirs[column] == ours[column]) | (theirs[column].isna() & ours[column].isna()))
-        assert not mismatch.any(), (
-            f"{symbol} {column}: first differing bar {mismatch.idxmax()}: "
-            f"engine {theirs[column][mismatch.idxmax()]}, oracle {ours[column][mismatch.idxmax()]}"
-        )
-    for column in VALUES:
-        np.testing.assert_allclose(
-            theirs[column], ours[column], rtol=1e-9, atol=0, err_msg=f"{symbol} {column}"
-        )
+def scaled(bars: pd.DataFrame, factor: float) -> pd.DataFrame:
+    return bars.assign(**{name: bars[name] * factor for name in ("open", "high", "low", "close")})
+
+
+def with_flat_stretches(
+    bars: pd.DataFrame, starts: list[int], length: int, *, keep_range: bool
+) -> pd.DataFrame:
+    """`length` bars from each start at the previous close: every price (a halted symbol), or only open
+    and close with the high/low range kept (a stuck last trade)."""
+    bars = bars.copy()
+    for start in starts:
+        rows, price = slice(start, start + length - 1), bars["close"].iloc[start - 1]
+        bars.loc[rows, ["open", "close"]] = price
+        if keep_range:
+            bars.loc[rows, "high"] = bars.loc[rows, "high"].clip(lower=price)
+            bars.loc[rows, "low"] = bars.loc[rows, "low"].clip(upper=price)
+        else:
+            bars.loc[rows, ["high", "low"]] = price
+    return bars
+
+
+@pytest.fixture(scope="module")
+def universe() -> dict[str, dict[str, pd.DataFrame]]:
+    """Groups of symbols, all rated by the engine in one panel: the synthetic universe (listings, delistings,
+    start prices from about 5 to 500), micro prices, no volume, short histories and flat stretches."""
+    base = {
+        symbol: clean_bars(raw)[0]
+        for symbol, raw in SyntheticUniverse(n_symbols=12, n_bars=800, seed=5).frames().items()
+    }
+    long = sorted(base.values(), key=len, reverse=True)  # listed from the start, about 800 bars
+    return {
+        "synthetic": base,
+        "micro": {f"X:MICRO{i}": scaled(bars, 1e-6) for i, bars in enumerate(long[:3])},
+        "no volume": {"X:NOVOL": long[3].assign(volume=np.nan)},
+        "short": {f"X:SHORT{n}": long[4].iloc[:n] for n in (1, 2, 9, 10, 11, 14, 26, 33, 34, 51, 52, 60)},
+        "flat": {
+            "X:HALTED": with_flat_stretches(long[5], [60, 300, 520], 45, keep_range=False),
+            "X:HALTEDMICRO": with_flat_stretches(scaled(long[6], 1e-6), [100, 400], 40, keep_range=False),
+            "X:STUCK": with_flat_stretches(long[7], [80, 350], 30, keep_range=True),
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def panel(universe) -> pd.DataFrame:
+    return engine.rate({symbol: bars for group in universe.values() for symbol, bars in group.items()})
+
+
+ENGINE_FLAT_RSI = pytest.mark.xfail(
+    strict=True,
+    reason="engine: RSI wobbles by an ulp through bars whose close did not change (its up and down averages "
+    "round separately), so a flat stretch's Stoch RSI divides by a one-ulp range instead of zero: a %K "
+    "and a counted vote where the exact range is 0 (na, RATINGS_SPEC 10.3)",
+)
+
+
+@pytest.mark.parametrize(
+    "group", ["synthetic", "micro", "no volume", "short", pytest.param("flat", marks=ENGINE_FLAT_RSI)]
+)
+def test_engine_agrees_with_the_oracle_on_every_bar(universe, panel, group):
+    rows = dict(tuple(panel.groupby("symbol", sort=False)))
+    found = []
+    for symbol, bars in universe[group].items():
+        theirs = rows[symbol].drop(columns="symbol").reset_index(drop=True)
+        found += [f"{symbol} {line}" for line in oracle.disagreements(theirs, oracle.rate_frame(bars))]
+    assert not found, "\n".join(found)

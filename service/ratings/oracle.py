@@ -39,8 +39,10 @@ Written here in plain pandas, because pandas-ta has no primitive that matches:
   zero and gets na. Written as `100 (src - lowest) / (highest - lowest)`.
 * CCI: `ta.cci` divides only the mean by the deviation (`tp - mean / (c * mad)`), and `ta.mad` takes the
   deviation around each window's own numpy mean; Pine's is around the sma. Written as
-  `(s - sma) / (0.015 MD)` with MD the mean of |s[i] - sma_t| over the window.
-* RSI: `100 - 100 / (1 + U / D)` on the seeded rma, 100 when D = 0 and 0 when U = 0.
+  `(s - sma) / (0.015 MD)` with MD the mean of |s[i] - sma_t| over the window, computed from the offsets
+  s[i] - s so that cancellation cannot decide the ties a flat window produces (see `cci`).
+* RSI: `100 - 100 / (1 + U / D)` on the seeded rma, 100 when D = 0 and 0 when U = 0, carried unchanged
+  through a bar whose close did not change (exactly what the formula gives there; see `rsi`).
 * Williams %R: the scanner's `(highest - close) / (highest - lowest) * -100`; `ta.willr` rearranges it
   as `100 ((C - LL) / (HH - LL) - 1)`, which loses the digits of values near 0.
 * UO: the scanner form. `ta.uo` has a true range on bar 0 (where the scanner's `ta.tr` is na) and no
@@ -145,20 +147,34 @@ def true_range(high: pd.Series, low: pd.Series, close: pd.Series) -> pd.Series:
 
 
 def rsi(x: pd.Series, n: int) -> pd.Series:
+    """100 - 100 / (1 + U / D) on the seeded rma; 100 when D = 0, else 0 when U = 0.
+
+    On a bar whose close did not change, both averages shrink by the same factor (n - 1) / n, so RSI equals
+    the previous RSI exactly; it is carried, because rounding the two averages separately leaves a few
+    ulp of wobble that a flat stretch's Stoch RSI would divide by instead of finding a zero range (na).
+    """
     change = x.diff()
     up, down = rma(change.clip(lower=0), n), rma((-change).clip(lower=0), n)
-    value = 100 - 100 / (1 + up / down)
-    return value.mask(up == 0, 0.0).mask(down == 0, 100.0)
+    value = (100 - 100 / (1 + up / down)).mask(up == 0, 0.0).mask(down == 0, 100.0)
+    unchanged = (change == 0) & value.shift(1).notna()
+    return value.mask(unchanged).ffill().where(value.notna())
 
 
 def cci(source: pd.Series, n: int) -> pd.Series:
-    mean = sma(source, n)
-    if len(source) < n:
-        return mean
-    windows = np.lib.stride_tricks.sliding_window_view(source.to_numpy(), n)
-    deviation = np.full(len(source), np.nan)
-    deviation[n - 1 :] = np.abs(windows - mean.to_numpy()[n - 1 :, None]).sum(axis=1) / n
-    return divide(source - mean, 0.015 * pd.Series(deviation, index=source.index))
+    """(s - sma) / (0.015 MD), from each window's offsets to the current value s.
+
+    The offsets are exact for nearby prices, so the mean offset (sma - s), the numerator and MD keep a few
+    ulp of error instead of the cancellation of `x - sma` on a flat or nearly flat window, where the spec's
+    exact values tie (a flat window is 0 / 0, na; the first bar after one is 2000/3 whatever the move).
+    """
+    out = pd.Series(np.nan, index=source.index)
+    if len(source) >= n:
+        windows = np.lib.stride_tricks.sliding_window_view(source.to_numpy(), n)
+        offsets = windows - windows[:, -1:]
+        mean_offset = offsets.mean(axis=1)
+        deviation = np.abs(offsets - mean_offset[:, None]).mean(axis=1)
+        out.iloc[n - 1 :] = -mean_offset / (0.015 * deviation)
+    return out.where(np.isfinite(out))
 
 
 # The ratings --------------------------------------------------------------------------------------
@@ -359,11 +375,20 @@ def mean_of_counted(votes: list[pd.Series]) -> pd.Series:
     return table.sum(axis=1, min_count=1) / table.notna().sum(axis=1)
 
 
+PRICE_UNITS = frozenset(
+    {"close", "HullMA9", "VWMA", "Ichimoku.BLine", "AO", "Mom", "MACD.macd", "MACD.signal", "BBPower"}
+    | {f"{kind}{n}" for kind in ("SMA", "EMA") for n in MA_LENGTHS}
+)
+"""Values in price units; the others are oscillators in points (about 0-100)."""
+
+
 def disagreements(engine: pd.DataFrame, ours: pd.DataFrame, *, rtol: float = 1e-9) -> list[str]:
     """Where another engine's rows differ from the oracle's, one line per column, naming the first bar.
 
-    Votes, ratings, ts, bars and warm must be equal (na where the oracle has na); values may differ by
-    `rtol` relative to the larger magnitude, also with na in the same places.
+    Votes, ratings, ts, bars and warm must be equal (na where the oracle has na). Values must have na in
+    the same places and agree to `rtol` of their scale: the larger of the two magnitudes, and at least the
+    bar's close for values in price units or 100 for oscillators, because values such as AO, Mom or a
+    stochastic near 0 are differences of much larger numbers and carry those numbers' rounding.
     """
     if list(engine.columns) != list(ours.columns) or len(engine) != len(ours):
         shapes = f"engine {len(engine)} rows, oracle {len(ours)} rows"
@@ -371,10 +396,11 @@ def disagreements(engine: pd.DataFrame, ours: pd.DataFrame, *, rtol: float = 1e-
             f"shape: {shapes}; engine columns {list(engine.columns)}, oracle columns {list(ours.columns)}"
         ]
     found = []
+    close = np.abs(ours["close"].to_numpy())
     for column in ("ts", "bars", "warm", *VOTES, *RATINGS, *VALUES):
         theirs, mine = engine[column].to_numpy(), ours[column].to_numpy()
         if column in VALUES:
-            scale = np.fmax(np.abs(theirs), np.abs(mine))
+            scale = np.fmax(np.fmax(np.abs(theirs), np.abs(mine)), close if column in PRICE_UNITS else 100.0)
             same = (np.abs(theirs - mine) <= rtol * scale) | (np.isnan(theirs) & np.isnan(mine))
         else:
             same = (theirs == mine) | (pd.isna(theirs) & pd.isna(mine))
