@@ -53,9 +53,9 @@ class Rows:
         )
 
 
-def symbol_codes(run: RunInfo, symbols: pa.ChunkedArray) -> np.ndarray:
-    """Positions of stored symbol names in the run's sorted symbol list."""
-    codes = pc.index_in(symbols, value_set=pa.array(run.symbols, pa.string()))
+def symbol_codes(run: RunInfo, symbols: pa.ChunkedArray, known: pa.Array | None = None) -> np.ndarray:
+    """Positions of stored symbol names in the run's sorted symbol list (`known`: that list as Arrow)."""
+    codes = pc.index_in(symbols, value_set=pa.array(run.symbols, pa.string()) if known is None else known)
     if codes.null_count:
         unknown = pc.filter(symbols, pc.is_null(codes))[0]
         raise RuntimeError(f"run {run.run_id}: stored symbol {unknown} is not in the catalog's symbol list")
@@ -89,8 +89,8 @@ class RunIndex:
         self.ts = microseconds(table["ts"])[self._order]
         self.bars = table["bars"].to_numpy()[self._order]
         self.warm = table["warm"].to_numpy()[self._order]
-        self._instants, rank = np.unique(self.available_at, return_inverse=True)
-        self._rank = rank.astype(np.int64)
+        self._instants = np.unique(available)
+        self._rank = np.searchsorted(self._instants, self.available_at)
         width = len(run.symbols)
         everyone = np.arange(width)
         self._starts = np.searchsorted(codes, everyone, side="left")

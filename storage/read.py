@@ -16,6 +16,7 @@ from typing import Final, Protocol
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from service.ratings.features import FEATURES, RATINGS
 from storage.catalog import Catalog, NoRunError, RunInfo, SymbolNotFound
@@ -138,6 +139,7 @@ class ParquetSource:
         self._database = duckdb.connect()
         self._database.execute("SET GLOBAL parquet_metadata_cache = true")
         self._local = threading.local()
+        self._symbols: dict[str, pa.Array] = {}
 
     def newest(
         self, run: RunInfo, codes: np.ndarray, features: list[str], *, until: int, fresh_from: int
@@ -170,8 +172,11 @@ class ParquetSource:
         if cursor is None:
             cursor = self._local.cursor = self._database.cursor()
         table = cursor.sql(query, params=parameters).to_arrow_table()
+        known = self._symbols.get(run.run_id)
+        if known is None:
+            known = self._symbols[run.run_id] = pa.array(run.symbols, pa.string())
         return Rows(
-            code=symbol_codes(run, table["symbol"]),
+            code=symbol_codes(run, table["symbol"], known),
             ts=microseconds(table["ts"]),
             available_at=microseconds(table["available_at"]),
             bars=table["bars"].to_numpy(),
@@ -253,6 +258,10 @@ class FeatureStore:
         candidates = self._source.history(run.info, code, names, until=sight.until, first=first, last=last)
         rows, _ = point_in_time(candidates, sight, run, np.array([code]))
         return _frame(run, rows, names)
+
+    def run(self, run_id: str | None = None) -> RunInfo:
+        """The pinned run, or the one published last: what an unpinned read uses (cached, like the reads)."""
+        return self._view(run_id).info
 
     def _cross_section(
         self,

@@ -244,6 +244,7 @@ def test_a_pinned_run_keeps_its_answers_after_a_newer_publish(tmp_path) -> None:
     pd.testing.assert_frame_equal(pinned_before.rows, pinned_after.rows)
     latest = store.cross_section("2024-01-20", features="all")
     assert latest.run_id == second.run_id
+    assert (store.run(), store.run(first.run_id)) == (second, first)
     assert latest.rows["symbol"].tolist() == ["X:A"]
     for section, rows in ((pinned_after, old_rows), (latest, new_rows)):
         expected = rows[rows["ts"] == pd.Timestamp("2024-01-19", tz="UTC")]
