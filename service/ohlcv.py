@@ -228,10 +228,10 @@ def clean_bars(
         refused_reasons=refused,
     )
     if report.refused > max_refused * checked:
-        counts = ", ".join(f"{reason}: {count}" for reason, count in refused.items())
+        reasons_text = ", ".join(f"{reason}: {count}" for reason, count in refused.items())
         raise SymbolRefused(
             f"{report.refused} of {checked} bars refused ({report.refused / checked:.2%}, more than "
-            f"{max_refused * 100:g}% allowed): {counts}",
+            f"{max_refused * 100:g}% allowed): {reasons_text}",
             report,
         )
     return cleaned, report
