@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from api.encode import iso, json_rows
 from cli.app import app
@@ -239,12 +240,12 @@ def _summary_table(statuses: list[SymbolStatus]) -> Table:
     table = Table("symbol", "status", "rows", "dropped", "refused", "reason")
     for status in statuses:
         table.add_row(
-            status.symbol,
+            Text(status.symbol),
             "ok" if status.ok else "failed",
             str(status.rows),
             str(status.duplicates + status.zero_volume),
             str(status.refused),
-            status.reason or "",
+            Text(status.reason or ""),  # plain text: a reason may hold brackets rich would read as markup
         )
     return table
 

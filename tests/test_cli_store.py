@@ -50,6 +50,14 @@ def invoke(*args, env: dict | None = None):
     return runner.invoke(app, [str(arg) for arg in args], env=env)
 
 
+def summary(stdout: str) -> dict[str, list[str]]:
+    """The backfill's summary table: symbol -> its cells (status, rows, dropped, refused, reason)."""
+    cells = (
+        [cell.strip() for cell in line.strip("│ ").split("│")] for line in stdout.splitlines() if "│" in line
+    )
+    return {row[0]: row[1:] for row in cells if row[0].startswith("SYNTH:")}
+
+
 def test_backfill_prints_the_run_id_progress_and_a_summary_per_symbol(
     sample: SampleFiles, tmp_path: Path
 ) -> None:
@@ -76,10 +84,36 @@ def test_backfill_prints_the_run_id_progress_and_a_summary_per_symbol(
     )
     assert run.lag == pd.Timedelta(seconds=60) and run.start == pd.Timestamp("2015-06-01", tz="UTC")
     assert result.stderr.splitlines() == ["backfill: 0/2 symbols", "backfill: 2/2 symbols"]
-    lines = {line.split()[1]: line for line in result.stdout.splitlines() if "SYNTH:" in line}
-    ok_line, failed_line = lines[UNIVERSE.symbols[0]], lines["SYNTH:NOPE"]
-    assert re.search(rf"\bok\b.*\b{run.rows}\b", ok_line)
-    assert "failed" in failed_line and "not found in lake" in failed_line
+    table = summary(result.stdout)
+    assert table[UNIVERSE.symbols[0]][:4] == ["ok", str(run.rows), "0", "0"]
+    assert table["SYNTH:NOPE"][:4] == ["failed", "0", "0", "0"]
+    assert table["SYNTH:NOPE"][4].startswith("not found in lake")
+
+
+def test_a_backfill_where_every_symbol_fails_says_why_and_publishes_nothing(
+    sample: SampleFiles, data_dir: Path
+) -> None:
+    runs = [run.run_id for run in Catalog(data_dir).runs()]
+    result = invoke(
+        "backfill",
+        "--lake",
+        sample.lake,
+        "--symbols",
+        "SYNTH:NOPE,SYNTH:GONE",
+        "--interval",
+        "1d",
+        "--data-dir",
+        data_dir,
+    )
+
+    assert result.exit_code == 1
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("error: every symbol failed, nothing published: SYNTH:NOPE: not found in lake")
+    assert {symbol: cells[0] for symbol, cells in summary(result.stdout).items()} == {
+        "SYNTH:NOPE": "failed",
+        "SYNTH:GONE": "failed",
+    }
+    assert [run.run_id for run in Catalog(data_dir).runs()] == runs
 
 
 def test_features_json_is_what_the_store_serves(data_dir: Path) -> None:
