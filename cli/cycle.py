@@ -5,6 +5,7 @@ Errors print one line naming what was wrong and exit 1; a failed audit exits 1 a
 """
 
 import shutil
+from contextlib import closing, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -13,16 +14,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from backtest.client import FeatureClient, HttpFeatures, LocalFeatures
+from backtest.client import HttpFeatures, LocalFeatures
 from backtest.engine import MODES, Backtest, BacktestResult
 from backtest.optimisers import OPTIMISERS
 from backtest.report import write_report
 from backtest.selection import SelectionPolicy
 from cli.app import app
-from cli.store import DataDir, _existing, _one_line_errors, _print_result, _progress_bar
+from cli.store import DataDir, _existing, _one_line_errors, _print_result, _progress_bar, _summary_table
 from cli.trading import _progress, _summary
 from service.audit import AuditReport, audit_run
-from service.backfill import HistoricalFeatureBackfill
+from service.backfill import BackfillFailed, HistoricalFeatureBackfill
 from service.sources import read_candidates, read_returns
 from service.universe import SyntheticUniverse
 from storage.catalog import Catalog
@@ -139,16 +140,20 @@ def pipeline(
         engines["dynamic"].schedule(matrix.index)  # too short a matrix fails now, not after the backfill
 
         console.print("[1/4] backfill")
-        with _progress_bar() as progress:
-            backfilled = HistoricalFeatureBackfill(
-                data_dir,
-                lake=lake,
-                interval=interval,
-                candidates=candidates,
-                returns=returns,
-                lag=pd.Timedelta(seconds=lag),
-                keep_zero_volume=keep_zero_volume,
-            ).run(progress=progress)
+        try:
+            with _progress_bar() as progress:
+                backfilled = HistoricalFeatureBackfill(
+                    data_dir,
+                    lake=lake,
+                    interval=interval,
+                    candidates=candidates,
+                    returns=returns,
+                    lag=pd.Timedelta(seconds=lag),
+                    keep_zero_volume=keep_zero_volume,
+                ).run(progress=progress)
+        except BackfillFailed as failure:
+            console.print(_summary_table(failure.statuses))
+            raise
         _print_result(console, backfilled)
         run = backfilled.run
         folder = out or summary_dir(data_dir, run.run_id)
@@ -167,15 +172,15 @@ def pipeline(
         _finish_audit(report, folder)
 
         console.print("[3/4] backtest, dynamic and static")
-        features: FeatureClient = (
-            HttpFeatures(service, run_id=run.run_id)
-            if service
-            else LocalFeatures(data_dir, run_id=run.run_id)
-        )
         results: dict[str, BacktestResult] = {}
-        for mode, engine in engines.items():
-            with _progress(mode) as progress:
-                results[mode] = engine.run(matrix, features, symbols=universe, progress=progress)
+        with (
+            closing(HttpFeatures(service, run_id=run.run_id))
+            if service
+            else nullcontext(LocalFeatures(data_dir, run_id=run.run_id))
+        ) as features:
+            for mode, engine in engines.items():
+                with _progress(mode) as progress:
+                    results[mode] = engine.run(matrix, features, symbols=universe, progress=progress)
 
         console.print("[4/4] report")
         settings = {

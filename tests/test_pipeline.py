@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from cli import app
 from service.universe import SyntheticUniverse
 from storage.catalog import Catalog
+from tests.http_server import running_server
 
 
 def run_cli(*args: str) -> str:
@@ -71,31 +72,37 @@ def test_demo_writes_a_user_like_sample_and_reports_on_its_run(demo: tuple[Path,
     assert matrix.index.name == "ts" and len(matrix) == 548
 
 
-def test_pipeline_on_user_files_reports_into_out(demo: tuple[Path, str], tmp_path: Path) -> None:
-    sample = demo[0] / "sample"
-    data_dir, out = tmp_path / "data", tmp_path / "report"
+PIPELINE_OPTIONS = (
+    "--lookback",
+    "120",
+    "--rebalance-every",
+    "60",
+    "--top-k",
+    "2",
+    "--optimizer",
+    "inverse-vol",
+)
 
-    output = run_cli(
-        "pipeline",
-        "--lake",
-        str(sample / "lake"),
-        "--returns",
-        str(sample / "returns_matrix.parquet"),
-        "--lookback",
-        "120",
-        "--rebalance-every",
-        "60",
-        "--top-k",
-        "2",
-        "--optimizer",
-        "inverse-vol",
-        "--samples",
-        "4",
-        "--out",
-        str(out),
-        "--data-dir",
-        str(data_dir),
-    )
+
+def pipeline(sample: Path, data_dir: Path, out: Path, *extra: str) -> str:
+    return run_cli(
+        "pipeline", "--lake", str(sample / "lake"), "--returns", str(sample / "returns_matrix.parquet"),
+        *PIPELINE_OPTIONS, "--samples", "4", "--out", str(out), "--data-dir", str(data_dir), *extra,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def local_cycle(demo: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """The pipeline on the demo's files, reading features from its own data dir, reporting into --out."""
+    root = tmp_path_factory.mktemp("local")
+    output = pipeline(demo[0] / "sample", root / "data", root / "report")
+    return root / "data", root / "report", output
+
+
+def test_pipeline_on_user_files_reports_into_out(
+    demo: tuple[Path, str], local_cycle: tuple[Path, Path, str]
+) -> None:
+    data_dir, out, output = local_cycle
 
     [run] = Catalog(data_dir).runs()
     assert f"report: {out / 'report.md'}" in output
@@ -105,8 +112,24 @@ def test_pipeline_on_user_files_reports_into_out(demo: tuple[Path, str], tmp_pat
     held = rebalances["selected"].fillna("").str.split()
     assert held.map(len).max() == 2
     assert pd.read_parquet(out / "data" / "features_matrix.parquet").shape[1] == 6 * 3  # three ratings each
-    assert (demo[0] / "artifacts" / "summaries" / "runs").is_dir()
-    assert run.params["returns"] == str(sample / "returns_matrix.parquet")
+    assert run.params["returns"] == str(demo[0] / "sample" / "returns_matrix.parquet")
+
+
+def test_pipeline_through_the_service_decides_as_the_local_store_does(
+    demo: tuple[Path, str], local_cycle: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with running_server(data_dir) as base_url:
+        output = pipeline(demo[0] / "sample", data_dir, tmp_path / "report", "--service", base_url)
+
+    [run] = Catalog(data_dir).runs()
+    assert f"report: {tmp_path / 'report' / 'report.md'}" in output
+    served = pd.read_csv(tmp_path / "report" / "rebalances.csv")
+    local = pd.read_csv(local_cycle[1] / "rebalances.csv")
+    assert (served["run_id"] == run.run_id).all()
+    decisions = ["mode", "ts", "as_of", "selected", "weights", "turnover"]
+    pd.testing.assert_frame_equal(served[decisions], local[decisions])
 
 
 def test_pipeline_refuses_a_returns_matrix_too_short_before_backfilling(
