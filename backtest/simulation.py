@@ -35,6 +35,7 @@ def simulate(returns: pd.DataFrame, trades: Sequence[Trade], *, cost_bps: float)
     rows = [trade.row for trade in trades]
     if rows != sorted(set(rows)) or rows[-1] >= len(returns):
         raise ValueError(f"trade rows must be increasing and inside the {len(returns)} returns rows: {rows}")
+    values = returns.to_numpy(dtype=float)
     net = np.zeros(len(returns) - rows[0])
     drifted = pd.Series(dtype=float)
     turnover: list[float] = []
@@ -46,9 +47,13 @@ def simulate(returns: pd.DataFrame, trades: Sequence[Trade], *, cost_bps: float)
         costs.append(cost)
         offset = trade.row - rows[0]
         net[offset] = (1.0 + net[offset]) * (1.0 - cost) - 1.0
-        growth = np.cumprod(
-            1.0 + np.nan_to_num(returns[trade.weights.index].to_numpy()[trade.row + 1 : end + 1]), 0
-        )
+        held = returns.columns.get_indexer(trade.weights.index)
+        if (held < 0).any():
+            missing = list(trade.weights.index[held < 0])
+            raise ValueError(
+                f"the trade at row {trade.row} holds symbols without a returns column: {missing}"
+            )
+        growth = np.cumprod(1.0 + np.nan_to_num(values[trade.row + 1 : end + 1, held]), axis=0)
         cash = 1.0 - float(trade.weights.sum())
         value = np.concatenate([[1.0], cash + growth @ trade.weights.to_numpy()])
         net[offset + 1 : end - rows[0] + 1] = value[1:] / value[:-1] - 1.0

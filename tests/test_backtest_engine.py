@@ -5,6 +5,7 @@ swap on a known schedule), future poisoning (a lake and returns turned to garbag
 every decision at or before T unchanged) and HTTP/local parity through a real uvicorn server.
 """
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -146,17 +147,33 @@ def test_future_poisoning_leaves_every_decision_up_to_t_unchanged(
     ]
 
 
-def test_http_and_local_clients_give_identical_decisions(sample: tuple[SampleFiles, Path]) -> None:
+@pytest.fixture(scope="module")
+def service(sample: tuple[SampleFiles, Path]) -> Iterator[str]:
+    with running_server(sample[1]) as url:
+        yield url
+
+
+def test_http_and_local_clients_give_identical_decisions(
+    sample: tuple[SampleFiles, Path], service: str
+) -> None:
     files, data_dir = sample
     returns = read_returns(files.returns)
-    local = _engine(mode="dynamic").run(returns, LocalFeatures(data_dir))
-    with running_server(data_dir) as url:
-        client = HttpFeatures(url, chunk=7)  # several chunks, all pinned to the run of the first
-        remote = _engine(mode="dynamic").run(returns, client)
-        client.close()
+    local = _engine().run(returns, LocalFeatures(data_dir))
+    client = HttpFeatures(service, chunk=7)  # several chunks, all pinned to the run of the first
+    remote = _engine().run(returns, client)
+    client.close()
     assert _decisions(remote) == _decisions(local)
     assert [r.run_id for r in remote.rebalances] == [r.run_id for r in local.rebalances]
     pd.testing.assert_series_equal(remote.returns, local.returns)
+
+
+def test_the_service_refusals_become_the_local_errors(service: str) -> None:
+    with pytest.raises(LookupError, match="20200101T000000Z-000000"):
+        HttpFeatures(service, run_id="20200101T000000Z-000000").pin("1d")
+    with pytest.raises(LookupError, match="no published run of 1h bars"):
+        HttpFeatures(service).pin("1h")
+    with pytest.raises(ValueError, match=r"Recommend\.Al"):
+        HttpFeatures(service).cross_sections([pd.Timestamp("2020-01-01", tz="UTC")], ["Recommend.Al"], None)
 
 
 def test_an_unreachable_service_is_a_clear_error_after_retries() -> None:
