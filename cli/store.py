@@ -164,7 +164,7 @@ def cross_section_json(section: CrossSection) -> bytes:
         "run_id": section.run_id,
         "interval": section.interval,
         "features": section.features,
-        "rows": json_rows(section.rows),
+        "rows": json_rows([section.rows])[0],
         "stale": section.stale,
     }
     return orjson.dumps(document, option=orjson.OPT_INDENT_2)
