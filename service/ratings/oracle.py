@@ -19,8 +19,9 @@ from it, and how it is made to match Pine:
   and DMI's true range, +DM, -DM and DX. `ta.rsi`, `ta.adx` and `ta.dm` are not used: they smooth with
   the unseeded rma, `ta.adx` uses `ta.atr`'s range with an epsilon added to zero ranges, and none has the
   scanner's DMI (DM = 0 on bar 0, DI through fixnan, `sum == 0 ? 1 : sum`).
-* `ta.wma` and `ta.hma(close, 9)`: Pine's wma; hma's inner lengths are `int(9 / 2) = 4` and
-  `int(sqrt(9)) = 3`, Pine v6's `wma3(2 wma4 - wma9)`.
+* `ta.wma` and `ta.hma(close, 9)`: Pine's wma up to rounding (it multiplies by 2 / (n(n+1)) where Pine
+  divides); hma's inner lengths are `int(9 / 2) = 4` and `int(sqrt(9)) = 3`, Pine v6's
+  `wma3(2 wma4 - wma9)`.
 * `ta.mom(close, 10)`: close - close[10].
 * `ta.donchian(high, low, n, n)`: lowest/highest over n bars, for Stochastic (%K), Williams %R and the
   Stoch RSI range (fed R, R). `ta.midprice(high, low, n)` = 0.5 (lowest + highest) for the Ichimoku
@@ -50,7 +51,9 @@ Written here in plain pandas, because pandas-ta has no primitive that matches:
 
 Pine comparisons use an absolute tolerance (`a > b` iff a - b > tol, `a == b` iff |a - b| <= tol); a
 comparison with na is false. `ta.crossover` is exact in Pine, so the AO cross is too. A division by zero
-(±inf or 0/0) is na.
+(±inf or 0/0) is na. The tolerance is absolute, so above a price of about 1e5 (where 1e-10 is a few ulp)
+an average that equals close in exact arithmetic (a flat window) can vote either way in any floating-point
+implementation, this one and Pine's included.
 """
 
 from collections.abc import Callable
@@ -193,13 +196,13 @@ class _Ratings:
         self.up_trend, self.down_trend = self.gt(close, ema50), self.lt(close, ema50)
 
     # Pine comparisons with the absolute tolerance; na compares false.
-    def gt(self, a, b) -> pd.Series:
+    def gt(self, a: pd.Series, b: pd.Series | float) -> pd.Series:
         return pd.Series((a - b) > self.tol, index=self.index)
 
-    def lt(self, a, b) -> pd.Series:
+    def lt(self, a: pd.Series, b: pd.Series | float) -> pd.Series:
         return pd.Series((b - a) > self.tol, index=self.index)
 
-    def eq(self, a, b) -> pd.Series:
+    def eq(self, a: pd.Series, b: pd.Series | float) -> pd.Series:
         return pd.Series((a - b).abs() <= self.tol, index=self.index)
 
     def vote(self, buy: pd.Series, sell: pd.Series, *counted: pd.Series) -> pd.Series:
