@@ -1,0 +1,117 @@
+"""Feature rows on the wire: JSON (orjson, NaN and NA as null, votes as ints), Arrow IPC stream, CSV.
+
+JSON rows are built column by column with Arrow compute rather than a dict per row: a few times faster,
+which is what keeps a 1000-symbol cross-section within a few milliseconds and a batch of 130 within budget.
+Floats are written in shortest round-trip form (an integral value may lose its `.0`: `1` means `1.0`).
+Arrow carries the response envelope (as_of, run_id, interval, stale) in its schema metadata; CSV carries
+the rows only, with run_id and as_of in response headers.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv
+from fastapi import Response
+
+Format = Literal["json", "arrow", "csv"]
+MEDIA_TYPES: dict[str, str] = {
+    "json": "application/json",
+    "arrow": "application/vnd.apache.arrow.stream",
+    "csv": "text/csv; charset=utf-8",
+}
+
+
+_NEEDS_ESCAPE = r'["\\\x00-\x1f]'
+"""Characters a JSON string must escape."""
+
+
+def iso(instant: pd.Timestamp) -> str:
+    """An instant as ISO-8601 UTC with a `Z`."""
+    return instant.tz_convert("UTC").isoformat().replace("+00:00", "Z")
+
+
+def _json_text(values: pa.Array) -> pa.Array:
+    """JSON text of every value, null where the value is missing.
+
+    Strings need quotes and, rarely, escapes (orjson then escapes each distinct value). Instants repeat
+    (a cross-section's rows share a few bar times), so each distinct one is formatted once and gathered
+    back. Numbers and booleans go through one Arrow cast, which writes floats in shortest round-trip form;
+    NaN and infinities become null, as JSON has no such numbers.
+    """
+    text = pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
+    if text:
+        values = values.cast(pa.string())
+        if not pc.any(pc.match_substring_regex(values, _NEEDS_ESCAPE)).as_py():
+            return pc.binary_join_element_wise('"', values, '"', "")
+    if text or pa.types.is_timestamp(values.type):
+        encoded = pc.dictionary_encode(values)
+        distinct = [None if value is None else _json(value) for value in encoded.dictionary.to_pylist()]
+        return pc.take(pa.array(distinct, pa.string()), encoded.indices)
+    if pa.types.is_floating(values.type):
+        values = pc.if_else(pc.is_finite(values), values, None)  # NaN and infinities -> null
+    return pc.cast(values, pa.string())
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(iso(pd.Timestamp(value)) if isinstance(value, datetime) else value).decode()
+
+
+def json_rows(frames: Sequence[pd.DataFrame]) -> list[orjson.Fragment]:
+    """Each frame's rows as a JSON array of objects, one fragment per frame to embed in an orjson document.
+
+    The frames (all with the same columns, such as the sections of a batch) are encoded together and
+    column-wise: every column becomes JSON text in a few vectorised Arrow operations, rows are joined
+    element-wise and each frame's rows with one list join, so no Python code runs per row.
+    """
+    if not frames:
+        return []
+    stacked = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    table = pa.Table.from_pandas(stacked, preserve_index=False)
+    parts: list[str | pa.Array] = []
+    for position, (name, column) in enumerate(zip(table.column_names, table.columns, strict=True)):
+        parts.append(("{" if position == 0 else ",") + orjson.dumps(name).decode() + ":")
+        parts.append(pc.fill_null(_json_text(column.combine_chunks()), "null"))
+    rows = pc.binary_join_element_wise(*parts, "}", "")
+    offsets = np.cumsum([0, *(len(frame) for frame in frames)], dtype=np.int32)
+    arrays = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), rows), ",")
+    return [orjson.Fragment(f"[{array}]") for array in arrays.to_pylist()]
+
+
+def json_response(payload: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status_code, media_type=MEDIA_TYPES["json"])
+
+
+def table_response(rows: pd.DataFrame, form: Format, metadata: dict[str, Any]) -> Response:
+    """Rows as an Arrow IPC stream (envelope in the schema metadata) or CSV (envelope's run_id and as_of
+    in `X-Asof-*` headers)."""
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    if form == "arrow":
+        schema = table.schema.with_metadata(
+            {**(table.schema.metadata or {}), **{key: orjson.dumps(value) for key, value in metadata.items()}}
+        )
+        with pa.ipc.new_stream(sink, schema) as writer:
+            writer.write_table(table.replace_schema_metadata(schema.metadata))
+    else:
+        pyarrow.csv.write_csv(table, sink)
+    headers = {
+        f"X-Asof-{key.replace('_', '-')}": str(metadata[key])
+        for key in ("run_id", "as_of")
+        if key in metadata
+    }
+    return Response(sink.getvalue().to_pybytes(), media_type=MEDIA_TYPES[form], headers=headers)
+
+
+def stack(frames: Sequence[pd.DataFrame], keys: Sequence[str], name: str) -> pd.DataFrame:
+    """Frames one under the other with a leading column `name` telling which key each row came from."""
+    labelled = [frame.assign(**{name: key}) for frame, key in zip(frames, keys, strict=True)]
+    if not labelled:
+        return pd.DataFrame({name: pd.Series(dtype="str")})
+    stacked = pd.concat(labelled, ignore_index=True)
+    return stacked[[name, *(column for column in stacked.columns if column != name)]]

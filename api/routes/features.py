@@ -1,0 +1,115 @@
+"""Point-in-time feature reads. Every one goes through `storage.read.FeatureStore`, the one read function
+that applies the point-in-time rule; this module only parses requests and encodes answers."""
+
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import APIRouter, Query, Response
+
+from api.encode import MEDIA_TYPES, Format, iso, json_response, json_rows, stack, table_response
+from api.errors import ERROR_RESPONSES, bad_input_is_422
+from api.schemas import (
+    BatchIn,
+    BatchOut,
+    CrossSectionOut,
+    FeaturesQuery,
+    HistoryOut,
+    HistoryQuery,
+    store_features,
+)
+from api.state import Store
+from service.ratings.features import ROW_META
+from storage.catalog import NoRunError
+from storage.read import CrossSection
+
+router = APIRouter(tags=["features"])
+_TABLE_FORMATS = {
+    200: {
+        "content": {MEDIA_TYPES["arrow"]: {}, MEDIA_TYPES["csv"]: {}},
+        "description": "JSON, or with `format=arrow|csv` the rows as an Arrow IPC stream or CSV",
+    }
+}
+_RESPONSES = {**ERROR_RESPONSES, **_TABLE_FORMATS}
+
+
+def _now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")
+
+
+def _sections_json(sections: list[CrossSection]) -> list[dict[str, Any]]:
+    rows = json_rows([section.rows for section in sections])
+    return [
+        {
+            "as_of": iso(section.as_of),
+            "run_id": section.run_id,
+            "interval": section.interval,
+            "features": section.features,
+            "rows": section_rows,
+            "stale": section.stale,
+        }
+        for section, section_rows in zip(sections, rows, strict=True)
+    ]
+
+
+@router.get("/features", response_model=CrossSectionOut, responses=_RESPONSES)
+def cross_section(query: Annotated[FeaturesQuery, Query()], store: Store) -> Response:
+    """The cross-section as of `as_of`: per symbol, its newest row with `available_at <= as_of`, unless
+    stale (listed under `stale` instead)."""
+    with bad_input_is_422():
+        section = store.cross_section(
+            query.as_of or _now(),
+            symbols=query.symbols,
+            features=store_features(query.features),
+            run_id=query.run_id,
+            max_staleness=query.max_staleness,
+        )
+    if query.format == "json":
+        return json_response(_sections_json([section])[0])
+    metadata = {"as_of": iso(section.as_of), "run_id": section.run_id, "interval": section.interval}
+    return table_response(section.rows, query.format, metadata | {"stale": section.stale})
+
+
+@router.post("/features/batch", response_model=BatchOut, responses=_RESPONSES)
+def batch(body: BatchIn, store: Store, format: Annotated[Format, Query()] = "json") -> Response:
+    """One cross-section per `as_of`, all from one run (a whole rebalance schedule in one call). Arrow and
+    CSV stack the rows under a leading `as_of` column."""
+    with bad_input_is_422():
+        sections = store.batch(
+            body.as_of,
+            symbols=body.symbols,
+            features=store_features(body.features),
+            run_id=body.run_id,
+            max_staleness=body.max_staleness,
+        )
+    if format == "json":
+        return json_response({"results": _sections_json(sections)})
+    rows = stack([section.rows for section in sections], [section.as_of for section in sections], "as_of")
+    metadata = {
+        "run_id": sections[0].run_id,
+        "interval": sections[0].interval,
+        "stale": {iso(section.as_of): section.stale for section in sections},
+    }
+    return table_response(rows, format, metadata)
+
+
+@router.get("/features/{symbol}/history", response_model=HistoryOut, responses=_RESPONSES)
+def history(symbol: str, query: Annotated[HistoryQuery, Query()], store: Store) -> Response:
+    """One symbol's rows with `ts` in `[start, end]`, as known at `as_of` (now when absent)."""
+    as_of = query.as_of or _now()
+    run = store.catalog.run(query.run_id) if query.run_id else store.catalog.latest_run()
+    if run is None:
+        raise NoRunError("no run is published yet")
+    with bad_input_is_422():
+        rows = store.history(
+            symbol,
+            start=query.start,
+            end=query.end,
+            as_of=as_of,
+            run_id=run.run_id,
+            features=store_features(query.features),
+        )
+    features = [name for name in rows.columns if name not in ROW_META]
+    metadata = {"symbol": symbol, "as_of": iso(as_of), "run_id": run.run_id, "interval": run.interval}
+    if query.format == "json":
+        return json_response(metadata | {"features": features, "rows": json_rows([rows])[0]})
+    return table_response(rows, query.format, metadata)

@@ -1,0 +1,81 @@
+"""`POST /backfill` and the jobs it creates: follow, list, cancel."""
+
+from typing import Annotated
+
+import pandas as pd
+from fastapi import APIRouter, Query, Response
+
+from api.errors import ERROR_RESPONSES
+from api.schemas import BackfillIn, ConflictOut, JobOut, Progress
+from api.state import Runner
+from service.jobs import backfill_params
+from storage.jobs import Job, JobStatus
+
+router = APIRouter(tags=["jobs"])
+_CONFLICT = {409: {"model": ConflictOut, "description": "an identical backfill is queued or running"}}
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut(
+        job_id=job.job_id,
+        status=job.status,
+        params=job.params,
+        progress=Progress(done=job.done, total=job.total),
+        errors=job.errors,
+        report=job.report,
+        run_id=job.run_id,
+        created=job.created,
+        started=job.started,
+        finished=job.finished,
+        message=job.message,
+    )
+
+
+@router.post("/backfill", status_code=202, response_model=JobOut, responses={**ERROR_RESPONSES, **_CONFLICT})
+def backfill(body: BackfillIn, runner: Runner, response: Response) -> JobOut:
+    """Queue a backfill of `lake` into a new run; follow it at the `Location` (`GET /jobs/{job_id}`).
+
+    Paths are relative to the data directory and must stay inside it. The universe is `symbols`, else the
+    `candidates` file, else the `returns` matrix's columns, else every symbol of the lake.
+    """
+    params = backfill_params(runner.data_dir, **body.model_dump() | {"lag": pd.Timedelta(body.lag)})
+    job = runner.submit(params)
+    response.headers["Location"] = f"/jobs/{job.job_id}"
+    return job_out(job)
+
+
+@router.get("/jobs", response_model=list[JobOut])
+def list_jobs(
+    runner: Runner,
+    status: Annotated[JobStatus | None, Query(description="only jobs in this state")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[JobOut]:
+    """Jobs, newest first."""
+    statuses = None if status is None else frozenset({status})
+    return [job_out(job) for job in runner.jobs.recent(statuses=statuses, limit=limit)]
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES)
+def get_job(job_id: str, runner: Runner) -> JobOut:
+    """A job's state, progress (symbols done of total), per-symbol errors, and `run_id` once succeeded."""
+    return job_out(runner.jobs.get(job_id))
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    responses={
+        **ERROR_RESPONSES,
+        202: {
+            "model": JobOut,
+            "description": "running: cancellation requested, the job stops between chunks",
+        },
+        409: {"model": ConflictOut, "description": "the job has already finished"},
+    },
+)
+def cancel_job(job_id: str, runner: Runner, response: Response) -> JobOut:
+    """Cancel a job: a queued one at once (200), a running one cooperatively (202; it ends `cancelled`)."""
+    job = runner.cancel(job_id)
+    if job.status is JobStatus.RUNNING:
+        response.status_code = 202
+    return job_out(job)

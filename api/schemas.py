@@ -1,0 +1,280 @@
+"""Request and response shapes of the HTTP API, with the examples the OpenAPI page shows.
+
+Feature responses are encoded by `api.encode` for speed; the models here document them and a test holds
+the encoded JSON to them.
+"""
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+)
+
+from api.encode import Format
+from service.ratings.features import FEATURES, RATINGS
+from storage.jobs import JobStatus
+from storage.time import INTERVALS, parse_instant
+
+MAX_SYMBOLS = 20_000
+MAX_INSTANTS = 10_000
+MAX_STALENESS = 10_000
+EXAMPLE_AS_OF = "2024-03-01T00:00:00Z"
+EXAMPLE_RUN_ID = "20240302T000000Z-1a2b3c"
+
+
+def _instant(value: str, info: ValidationInfo) -> pd.Timestamp:
+    return parse_instant(value, name=info.field_name or "instant")
+
+
+def _feature(name: str) -> str:
+    if name != "all" and name not in FEATURES:
+        raise ValueError(f"unknown feature {name!r}; expected 'all' or names such as {', '.join(RATINGS)}")
+    return name
+
+
+def _split_commas(value: Any) -> Any:
+    """`?symbols=A,B&symbols=C` -> [A, B, C]."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return [part.strip() for item in value for part in item.split(",") if part.strip()]
+    return value
+
+
+Instant = Annotated[
+    str,
+    AfterValidator(_instant),
+    Field(
+        description="ISO-8601 instant; an offset is converted to UTC, none means UTC, a bare date is 00:00Z",
+        examples=[EXAMPLE_AS_OF],
+    ),
+]
+Interval = Literal[tuple(INTERVALS)]  # type: ignore[valid-type]
+FeatureName = Annotated[
+    str, AfterValidator(_feature), WithJsonSchema({"type": "string", "enum": ["all", *FEATURES]})
+]
+Symbol = Annotated[str, Field(min_length=1, max_length=64, examples=["BINANCE:BTCUSDT"])]
+Symbols = Annotated[
+    Annotated[list[Symbol], Field(min_length=1, max_length=MAX_SYMBOLS)] | None,
+    BeforeValidator(_split_commas),
+    Field(
+        description="symbols to return (repeat the parameter or separate with commas); all when absent",
+        examples=[["BINANCE:BTCUSDT", "NASDAQ:AAPL"]],
+    ),
+]
+Features = Annotated[
+    list[FeatureName] | None,
+    BeforeValidator(_split_commas),
+    Field(
+        description="feature names (comma-separated or repeated), or `all`; the three ratings when absent",
+        examples=[list(RATINGS)],
+    ),
+]
+RunId = Annotated[str | None, Field(max_length=64, description="pin one run; the newest run when absent")]
+MaxStaleness = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_STALENESS,
+        description="a symbol whose newest row is older than this many intervals is stale",
+    ),
+]
+DataPath = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+def store_features(features: list[str] | None) -> str | list[str] | None:
+    """The `features` argument of `FeatureStore`: None (ratings), "all", or the names."""
+    return "all" if features and "all" in features else features
+
+
+class ReadOptions(BaseModel):
+    """What every feature read accepts besides its instants."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: Symbols = None
+    features: Features = None
+    run_id: RunId = None
+    max_staleness: MaxStaleness = 5
+
+
+class FeaturesQuery(ReadOptions):
+    as_of: Instant | None = Field(
+        None, description="the instant the cross-section stands at; now when absent"
+    )
+    format: Format = "json"
+
+
+class BatchIn(ReadOptions):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"as_of": ["2024-01-01", "2024-02-01", "2024-03-01"], "features": list(RATINGS)}]
+        }
+    )
+
+    as_of: list[Instant] = Field(
+        min_length=1, max_length=MAX_INSTANTS, description="instants, one section each"
+    )
+
+
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: Instant | None = Field(None, description="first `ts` to return")
+    end: Instant | None = Field(None, description="last `ts` to return")
+    as_of: Instant | None = Field(None, description="rows as known at this instant; now when absent")
+    features: Features = None
+    run_id: RunId = None
+    format: Format = "json"
+
+
+class BackfillIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"lake": "lake", "interval": "1d", "candidates": "portfolio_candidates.json"},
+                {"lake": "lake", "interval": "1h", "symbols": ["BINANCE:BTCUSDT"], "lag": "PT5M"},
+            ]
+        },
+    )
+
+    lake: DataPath = Field(description="OHLCV folder (or one long file), relative to the data directory")
+    interval: Interval
+    symbols: list[Symbol] | None = Field(None, max_length=MAX_SYMBOLS, description="the universe to backfill")
+    candidates: DataPath | None = Field(None, description="portfolio_candidates.json choosing the universe")
+    returns: DataPath | None = Field(None, description="returns_matrix.parquet; its columns are the universe")
+    start: Instant | None = None
+    end: Instant | None = None
+    lag: timedelta = Field(
+        timedelta(0), ge=timedelta(0), le=timedelta(days=365), description="publication lag after bar close"
+    )
+    keep_zero_volume: bool = False
+
+
+class Progress(BaseModel):
+    done: int = Field(description="symbols done")
+    total: int | None = Field(description="symbols in the universe, once known")
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": "5f0c2a9b7d1e",
+                    "status": "running",
+                    "params": {"lake": "/data/lake", "interval": "1d"},
+                    "progress": {"done": 200, "total": 1000},
+                    "errors": [],
+                    "report": {},
+                    "run_id": None,
+                    "created": "2024-03-02T00:00:00Z",
+                    "started": "2024-03-02T00:00:01Z",
+                    "finished": None,
+                    "message": None,
+                }
+            ]
+        }
+    )
+
+    job_id: str
+    status: JobStatus
+    params: dict[str, Any]
+    progress: Progress
+    errors: list[dict[str, Any]] = Field(description="status and reason of every symbol that failed")
+    report: dict[str, Any] = Field(
+        description="cleaning counts and refusal reasons over all symbols, timings"
+    )
+    run_id: str | None = Field(description="the published run, once succeeded")
+    created: datetime
+    started: datetime | None
+    finished: datetime | None
+    message: str | None
+
+
+class FeatureRow(BaseModel):
+    """One symbol's newest visible row; the requested features follow as extra keys (null = not counted)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "symbol": "BINANCE:BTCUSDT",
+                    "ts": "2024-02-29T00:00:00Z",
+                    "available_at": "2024-03-01T00:00:00Z",
+                    "bars": 2400,
+                    "warm": True,
+                    "Recommend.All": 0.42,
+                    "Recommend.MA": 0.73,
+                    "Recommend.Other": 0.09,
+                }
+            ]
+        },
+    )
+
+    symbol: str
+    ts: datetime
+    available_at: datetime
+    bars: int
+    warm: bool
+
+
+class CrossSectionOut(BaseModel):
+    as_of: datetime = Field(examples=[EXAMPLE_AS_OF])
+    run_id: str = Field(examples=[EXAMPLE_RUN_ID])
+    interval: str = Field(examples=["1d"])
+    features: list[str] = Field(examples=[list(RATINGS)])
+    rows: list[FeatureRow]
+    stale: list[str] = Field(description="symbols left out because their newest row is too old")
+
+
+class BatchOut(BaseModel):
+    results: list[CrossSectionOut] = Field(description="one cross-section per requested as_of, in order")
+
+
+class HistoryOut(BaseModel):
+    symbol: str = Field(examples=["BINANCE:BTCUSDT"])
+    as_of: datetime = Field(examples=[EXAMPLE_AS_OF])
+    run_id: str = Field(examples=[EXAMPLE_RUN_ID])
+    interval: str = Field(examples=["1d"])
+    features: list[str]
+    rows: list[FeatureRow]
+
+
+class RunOut(BaseModel):
+    run_id: str = Field(examples=[EXAMPLE_RUN_ID])
+    interval: str
+    lag: timedelta
+    created_at: datetime
+    code_version: str
+    symbols: list[str]
+    start: datetime | None = Field(description="first bar `ts` in the run")
+    end: datetime | None = Field(description="last bar `ts` in the run")
+    rows: int
+    features: list[str]
+    params: dict[str, Any]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"] = "ok"
+    runs: int = Field(description="published runs")
+    newest_run: str | None = Field(examples=[EXAMPLE_RUN_ID])
+    jobs: dict[str, int] = Field(description="jobs per state", examples=[{"queued": 0, "running": 1}])
+
+
+class ErrorOut(BaseModel):
+    detail: Any = Field(examples=["unknown run '20240302T000000Z-1a2b3c'"])
+
+
+class ConflictOut(ErrorOut):
+    job_id: str | None = Field(None, description="the job the request conflicts with")
