@@ -197,7 +197,8 @@ def _sections(content: bytes, instants: list[str]) -> dict[str, _Section]:
     """Split a batch's Arrow stream (every section's rows under a leading `as_of` column, the envelope in
     the schema metadata) back into one cross-section per requested instant (ISO strings, distinct)."""
     table = pa.ipc.open_stream(content).read_all()
-    envelope = {key.decode(): orjson.loads(value) for key, value in (table.schema.metadata or {}).items()}
+    metadata = table.schema.metadata or {}
+    envelope = {key: orjson.loads(metadata[key.encode()]) for key in ("run_id", "interval", "stale")}
     rows = table.to_pandas(types_mapper={pa.int8(): pd.Int8Dtype()}.get)  # votes stay nullable integers
     groups = {_iso(as_of): group for as_of, group in rows.groupby("as_of", sort=False)}
     empty = rows.iloc[:0]

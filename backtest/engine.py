@@ -47,9 +47,8 @@ class BacktestResult:
     returns: pd.Series  # net return per row, from the first rebalance row to the last row
     rebalances: list[Rebalance]
     periods_per_year: float
-    timings: dict[str, float] = field(
-        default_factory=dict
-    )  # seconds: features, selection, optimiser, simulation
+    # seconds spent on features, selection, optimiser, simulation
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def equity(self) -> pd.Series:

@@ -70,6 +70,7 @@ def rebalance_log(result: BacktestResult) -> pd.DataFrame:
             "selected": [" ".join(r.selection.selected) for r in result.rebalances],
             "entered": [" ".join(r.entered) for r in result.rebalances],
             "exited": [" ".join(r.exited) for r in result.rebalances],
+            "correlated": [" ".join(r.selection.correlated) for r in result.rebalances],
             "weights": [
                 json.dumps({s: round(w, 10) for s, w in r.weights.items()}) for r in result.rebalances
             ],
@@ -116,8 +117,11 @@ def _plot_holdings(out: Path, mode: str, result: BacktestResult) -> Path:
     holdings = result.holdings
     figure = Figure(figsize=(10, max(3.0, min(0.18 * holdings.shape[1], 24.0))))
     axes = figure.subplots()
-    image = axes.imshow(holdings.T.to_numpy(), aspect="auto", interpolation="nearest", cmap="viridis", vmin=0)
     axes.set(title=f"Holdings over time: {LABELS.get(mode, mode)}", xlabel="rebalance as_of")
+    if holdings.columns.empty:
+        axes.text(0.5, 0.5, "nothing was selected at any rebalance", ha="center", transform=axes.transAxes)
+        return _save(figure, out / f"holdings_{mode}.png")
+    image = axes.imshow(holdings.T.to_numpy(), aspect="auto", interpolation="nearest", cmap="viridis", vmin=0)
     ticks = range(0, len(holdings), max(1, len(holdings) // 8))
     axes.set_xticks(list(ticks), [holdings.index[i].strftime("%Y-%m-%d") for i in ticks], rotation=30)
     if holdings.shape[1] <= 60:
