@@ -393,13 +393,14 @@ def _sample_instants(
 
 
 def _newest_visible(connection: duckdb.DuckDBPyConnection, parquet: str, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Per symbol, the row with the newest available_at at or before `as_of` (floored to the microsecond)."""
-    bound = as_of.floor("us").to_pydatetime()
+    """Per symbol, the row with the newest available_at at or before `as_of` (floored to the microsecond),
+    the newest bar first should two rows share it."""
     return connection.execute(
-        f"SELECT * FROM {parquet} WHERE available_at <= ? "
-        "QUALIFY row_number() OVER (PARTITION BY symbol ORDER BY available_at DESC, ts DESC) = 1 "
-        "ORDER BY symbol",
-        [bound],
+        f"WITH newest AS (SELECT symbol, max(available_at) AS available_at FROM {parquet} "
+        "WHERE available_at <= $bound GROUP BY symbol) "
+        f"SELECT stored.* FROM {parquet} stored JOIN newest USING (symbol, available_at) "
+        "QUALIFY row_number() OVER (PARTITION BY stored.symbol ORDER BY stored.ts DESC) = 1 ORDER BY symbol",
+        {"bound": as_of.floor("us").to_pydatetime()},
     ).df()
 
 
