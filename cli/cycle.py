@@ -61,7 +61,7 @@ def audit(
     Example: asof audit --run-id 20240301T120000Z-3f2a1c --samples 50 --data-dir data
     """
     with _one_line_errors():
-        report = audit_run(_existing(data_dir), run_id, samples=samples, seed=seed)
+        report = audit_run(_existing(data_dir), run_id, samples=samples, seed=seed, progress=_announce)
         _finish_audit(report, out or summary_dir(data_dir, report.run_id))
 
 
@@ -136,6 +136,9 @@ def pipeline(
             )
             for mode in MODES
         }
+        # The run records where its inputs are, for the audit (now or later, from any directory) to find them.
+        lake, returns = lake.resolve(), returns.resolve()
+        candidates = candidates.resolve() if candidates is not None else None
         matrix = read_returns(returns)
         engines["dynamic"].schedule(matrix.index)  # too short a matrix fails now, not after the backfill
 
@@ -168,6 +171,7 @@ def pipeline(
             backtest=engines["dynamic"],
             returns=returns,
             symbols=universe,
+            progress=_announce,
         )
         _finish_audit(report, folder)
 
@@ -254,6 +258,10 @@ def _universe(
     if not universe:
         raise ValueError("no symbol is both stored by the run and in the returns matrix; nothing to backtest")
     return universe
+
+
+def _announce(check: str) -> None:
+    typer.echo(f"audit: {check} check ...", err=True)
 
 
 def _finish_audit(report: AuditReport, folder: Path) -> None:

@@ -15,7 +15,7 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
@@ -194,8 +194,9 @@ def audit_run(
     returns: Path | str | None = None,
     symbols: list[str] | None = None,
     checks: tuple[str, ...] = CHECKS,
+    progress: Callable[[str], None] | None = None,
 ) -> AuditReport:
-    """Audit a published run (default: the newest).
+    """Audit a published run (default: the newest); `progress(check)` is called as each check starts.
 
     Check 3 backtests with `backtest` (default: the backtest defaults on the run's interval and lag) over
     `returns` (default: the matrix the run was backfilled from) and `symbols` (default: the returns columns
@@ -215,6 +216,8 @@ def audit_run(
         if name not in checks:
             continue
         rng = np.random.default_rng([seed, position])
+        if progress is not None:
+            progress(name)
         began = time.perf_counter()
         if name == "truncation":
             result = check_truncation(data_dir, run, samples, rng)
