@@ -20,10 +20,10 @@ from backtest.optimisers import OPTIMISERS
 from backtest.report import write_report
 from backtest.selection import SelectionPolicy
 from cli.app import app
-from cli.store import DataDir, _existing, _one_line_errors, _print_result, _progress_bar, _summary_table
+from cli.store import DataDir, _existing, _one_line_errors, _progress_bar, _summary_table
 from cli.trading import _progress, _summary
 from service.audit import AuditReport, audit_run
-from service.backfill import BackfillFailed, HistoricalFeatureBackfill
+from service.backfill import BackfillFailed, BackfillResult, HistoricalFeatureBackfill
 from service.sources import read_candidates, read_returns
 from service.universe import SyntheticUniverse
 from storage.catalog import Catalog
@@ -157,7 +157,7 @@ def pipeline(
         except BackfillFailed as failure:
             console.print(_summary_table(failure.statuses))
             raise
-        _print_result(console, backfilled)
+        _print_backfill(console, backfilled)
         run = backfilled.run
         folder = out or summary_dir(data_dir, run.run_id)
         universe = _universe(console, matrix, candidates, run.symbols)
@@ -258,6 +258,22 @@ def _universe(
     if not universe:
         raise ValueError("no symbol is both stored by the run and in the returns matrix; nothing to backtest")
     return universe
+
+
+def _print_backfill(console: Console, result: BackfillResult) -> None:
+    """One line for the run, and a table of the symbols that failed (the per-symbol counts of every symbol
+    are in the catalog: `GET /runs/{run_id}`)."""
+    run, statuses = result.run, result.statuses
+    failed = [status for status in statuses if not status.ok]
+    dropped = sum(status.duplicates + status.zero_volume for status in statuses)
+    refused = sum(status.refused for status in statuses)
+    typer.echo(
+        f"run {run.run_id}: {len(statuses) - len(failed)} of {len(statuses)} symbols ok, {run.rows} rows "
+        f"from {run.start:%Y-%m-%d} to {run.end:%Y-%m-%d}, {dropped} bars dropped, {refused} refused "
+        f"({sum(result.timings.values()):.1f} s)"
+    )
+    if failed:
+        console.print(_summary_table(failed))
 
 
 def _announce(check: str) -> None:
