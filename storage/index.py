@@ -165,7 +165,7 @@ class MemoryIndex:
         self._runs: OrderedDict[str, RunIndex] = OrderedDict()
         self._lock = threading.Lock()
 
-    def newest(
+    def section(
         self, run: RunInfo, codes: np.ndarray, features: list[str], *, until: int, fresh_from: int
     ) -> Rows:
         """`fresh_from` is not needed here: the rule drops stale rows this proposes."""

@@ -56,10 +56,11 @@ class Sight:
     as_of - available_at > the staleness window (to the nanosecond)."""
 
     @classmethod
-    def at(cls, as_of: pd.Timestamp, window: pd.Timedelta | None = None) -> "Sight":
+    def at(cls, as_of: pd.Timestamp, window: int | None = None) -> "Sight":
+        """`window`: the staleness window in nanoseconds (a Python int, so no window is too long)."""
         nanoseconds = _nanoseconds(as_of)
         # fresh_from is the ceiling of (as_of - window) in microseconds: a row exactly `window` old is fresh.
-        fresh_from = None if window is None else _clamp(-((window.value - nanoseconds) // 1000))
+        fresh_from = None if window is None else _clamp(-((window - nanoseconds) // 1000))
         return cls(until=_clamp(nanoseconds // 1000), fresh_from=fresh_from)
 
 
@@ -95,9 +96,11 @@ class RunView:
 
 
 class Source(Protocol):
-    """Proposes candidate rows of a run; `point_in_time` filters them."""
+    """Proposes candidate rows of a run; `point_in_time` decides. `section` gives, per asked-for symbol, rows
+    that may be its newest visible one (at least that row when it lies in [fresh_from, until]); `history`
+    the symbol's rows with first <= ts <= last (at least those visible at until)."""
 
-    def newest(
+    def section(
         self, run: RunInfo, codes: np.ndarray, features: list[str], *, until: int, fresh_from: int
     ) -> Rows: ...
 
@@ -141,16 +144,15 @@ class ParquetSource:
         self._local = threading.local()
         self._symbols: dict[str, pa.Array] = {}
 
-    def newest(
+    def section(
         self, run: RunInfo, codes: np.ndarray, features: list[str], *, until: int, fresh_from: int
     ) -> Rows:
-        query = (
-            f"SELECT DISTINCT ON (symbol) {_columns(features)} FROM {_parquet(run)} "
-            "WHERE available_at BETWEEN $fresh_from AND $until ORDER BY symbol, available_at DESC"
-        )
-        return self._rows(
-            run, query, {"fresh_from": _datetime(fresh_from), "until": _datetime(until)}, features
-        )
+        """Every row in [fresh_from, until]: `point_in_time` picks each symbol's newest (cheaper than asking
+        DuckDB to, which plans an aggregate per column)."""
+        window = "available_at BETWEEN $fresh_from AND $until"
+        query = f"SELECT {_columns(features)} FROM {_parquet(run)} WHERE {window}"
+        parameters = {"fresh_from": _datetime(fresh_from), "until": _datetime(until)}
+        return self._rows(run, query, parameters, features)
 
     def history(
         self, run: RunInfo, code: int, features: list[str], *, until: int, first: int, last: int
@@ -225,13 +227,11 @@ class FeatureStore:
         """One cross-section per instant, in order, all from the same run (resolved once)."""
         instants = [parse_instant(as_of) for as_of in as_ofs]
         names = resolve_features(features)
-        window = _window(max_staleness)
+        intervals = _intervals(max_staleness)
         run = self._view(run_id)
         requested = run.requested(symbols)
-        interval = interval_length(run.info.interval)
-        return [
-            self._cross_section(run, instant, requested, names, window * interval) for instant in instants
-        ]
+        window = intervals * interval_length(run.info.interval).value
+        return [self._cross_section(run, instant, requested, names, window) for instant in instants]
 
     def history(
         self,
@@ -269,10 +269,10 @@ class FeatureStore:
         as_of: pd.Timestamp,
         requested: np.ndarray,
         features: list[str],
-        window: pd.Timedelta,
+        window: int,
     ) -> CrossSection:
         sight = Sight.at(as_of, window)
-        candidates = self._source.newest(
+        candidates = self._source.section(
             run.info, requested, features, until=sight.until, fresh_from=sight.fresh_from
         )
         rows, stale = point_in_time(candidates, sight, run, requested)
@@ -333,7 +333,7 @@ def _utc(microseconds: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex((microseconds * 1000).view("datetime64[ns]"), tz="UTC")
 
 
-def _window(max_staleness: int) -> int:
+def _intervals(max_staleness: int) -> int:
     if (
         isinstance(max_staleness, bool)
         or not isinstance(max_staleness, (int, np.integer))

@@ -74,13 +74,18 @@ def test_a_halted_symbol_is_stale_past_max_staleness_and_left_out(market: tuple,
 
 
 @BOTH_PATHS
-def test_max_staleness_zero_keeps_only_rows_available_exactly_at_as_of(market: tuple, index: bool) -> None:
+def test_max_staleness_zero_keeps_only_rows_available_exactly_at_as_of_and_a_huge_one_keeps_all(
+    market: tuple, index: bool
+) -> None:
     store = FeatureStore(market[0], index=index)
     midnight = store.cross_section("2024-01-20", max_staleness=0)
     later = store.cross_section("2024-01-20T00:00:01Z", max_staleness=0)
     assert midnight.rows["symbol"].tolist() == ["X:EARLY", "X:GONE", "X:HALTED"]
     assert later.rows.empty
     assert later.stale == ["X:EARLY", "X:GONE", "X:HALTED"]
+    forever = store.cross_section("2030-01-01", max_staleness=10**15)
+    assert forever.rows["symbol"].tolist() == ["X:EARLY", "X:GONE", "X:HALTED", "X:LATE"]
+    assert forever.stale == []
 
 
 @BOTH_PATHS
@@ -221,7 +226,7 @@ def test_the_index_between_checkpoints_finds_the_same_rows(market: tuple) -> Non
     exact, coarse = RunIndex(run), RunIndex(run, max_cells=50)
     everyone = np.arange(len(run.symbols))
     for as_of in pd.date_range("2023-12-30", "2024-04-05", freq="17h", tz="UTC"):
-        sight = Sight.at(as_of, pd.Timedelta(days=4))
+        sight = Sight.at(as_of, pd.Timedelta(days=4).value)
         answers = [
             point_in_time(index.newest(everyone, ["Rec.CCI20"], until=sight.until), sight, view, everyone)
             for index in (exact, coarse)
