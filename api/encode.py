@@ -72,15 +72,18 @@ def json_rows(frames: Sequence[pd.DataFrame]) -> list[orjson.Fragment]:
     if not frames:
         return []
     stacked = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    table = pa.Table.from_pandas(stacked, preserve_index=False)
     parts: list[str | pa.Array] = []
-    for position, (name, column) in enumerate(zip(table.column_names, table.columns, strict=True)):
-        parts.append(("{" if position == 0 else ",") + orjson.dumps(name).decode() + ":")
-        parts.append(pc.fill_null(_json_text(column.combine_chunks()), "null"))
-    rows = pc.binary_join_element_wise(*parts, "}", "")
+    for position, name in enumerate(stacked.columns):
+        parts.append(("{" if position == 0 else ",") + orjson.dumps(str(name)).decode() + ":")
+        values = pa.array(stacked[name])
+        parts.append(_json_text(values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values))
+    rows = pc.binary_join_element_wise(*parts, "}", "", null_handling="replace", null_replacement="null")
     offsets = np.cumsum([0, *(len(frame) for frame in frames)], dtype=np.int32)
     arrays = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), rows), ",")
-    return [orjson.Fragment(f"[{array}]") for array in arrays.to_pylist()]
+    return [
+        orjson.Fragment(array)
+        for array in pc.binary_join_element_wise("[", arrays, "]", "").cast(pa.binary()).to_pylist()
+    ]
 
 
 def json_response(payload: Any, status_code: int = 200) -> Response:
@@ -90,7 +93,7 @@ def json_response(payload: Any, status_code: int = 200) -> Response:
 def table_response(rows: pd.DataFrame, form: Format, metadata: dict[str, Any]) -> Response:
     """Rows as an Arrow IPC stream (envelope in the schema metadata) or CSV (envelope's run_id and as_of
     in `X-Asof-*` headers)."""
-    table = pa.Table.from_pandas(rows, preserve_index=False)
+    table = pa.Table.from_pandas(rows, preserve_index=False, nthreads=1)
     sink = pa.BufferOutputStream()
     if form == "arrow":
         schema = table.schema.with_metadata(
@@ -108,10 +111,8 @@ def table_response(rows: pd.DataFrame, form: Format, metadata: dict[str, Any]) -
     return Response(sink.getvalue().to_pybytes(), media_type=MEDIA_TYPES[form], headers=headers)
 
 
-def stack(frames: Sequence[pd.DataFrame], keys: Sequence[str], name: str) -> pd.DataFrame:
+def stack(frames: Sequence[pd.DataFrame], keys: Sequence[Any], name: str) -> pd.DataFrame:
     """Frames one under the other with a leading column `name` telling which key each row came from."""
-    labelled = [frame.assign(**{name: key}) for frame, key in zip(frames, keys, strict=True)]
-    if not labelled:
-        return pd.DataFrame({name: pd.Series(dtype="str")})
-    stacked = pd.concat(labelled, ignore_index=True)
-    return stacked[[name, *(column for column in stacked.columns if column != name)]]
+    stacked = pd.concat(frames, ignore_index=True)
+    stacked.insert(0, name, pd.Index(keys).repeat([len(frame) for frame in frames]))
+    return stacked

@@ -112,7 +112,7 @@ def backfill_params(
     if lag < NO_LAG or lag % pd.Timedelta(seconds=1):
         raise InvalidRequest("lag", f"must be a non-negative whole number of seconds, got {lag}")
     instants = {name: _instant(name, value) for name, value in (("start", start), ("end", end))}
-    if instants["start"] and instants["end"] and instants["start"] > instants["end"]:
+    if instants["start"] is not None and instants["end"] is not None and instants["start"] > instants["end"]:
         raise InvalidRequest("end", f"end {instants['end']} is before start {instants['start']}")
     params: dict[str, Any] = {
         "lake": _existing_path(data_dir, "lake", lake),
@@ -120,7 +120,7 @@ def backfill_params(
         "symbols": sorted(set(symbols)) if symbols is not None else None,
         "candidates": _existing_path(data_dir, "candidates", candidates),
         "returns": _existing_path(data_dir, "returns", returns),
-        **instants,
+        **{name: None if instant is None else instant.isoformat() for name, instant in instants.items()},
         "lag": lag.isoformat(),
         "keep_zero_volume": keep_zero_volume,
     }
@@ -129,11 +129,11 @@ def backfill_params(
     return params
 
 
-def _instant(name: str, value: str | pd.Timestamp | None) -> str | None:
+def _instant(name: str, value: str | pd.Timestamp | None) -> pd.Timestamp | None:
     if value is None:
         return None
     try:
-        return parse_instant(value, name=name).isoformat()
+        return parse_instant(value, name=name)
     except ValueError as error:
         raise InvalidRequest(name, str(error)) from None
 
@@ -160,18 +160,7 @@ def _check_candidates(path: Path) -> None:
 
 
 def _backfill(data_dir: str, params: dict[str, Any]) -> HistoricalFeatureBackfill:
-    paths = {name: Path(params[name]) if params[name] else None for name in ("candidates", "returns")}
-    return HistoricalFeatureBackfill(
-        data_dir,
-        lake=params["lake"],
-        interval=params["interval"],
-        symbols=params["symbols"],
-        **paths,
-        start=params["start"] and pd.Timestamp(params["start"]),
-        end=params["end"] and pd.Timestamp(params["end"]),
-        lag=pd.Timedelta(params["lag"]),
-        keep_zero_volume=params["keep_zero_volume"],
-    )
+    return HistoricalFeatureBackfill(data_dir, **params | {"lag": pd.Timedelta(params["lag"])})
 
 
 def _status_record(status: SymbolStatus) -> dict[str, Any]:
