@@ -298,11 +298,6 @@ class JobRunner:
                 self._active.cancel.set()
         return self.jobs.update(job_id, message="cancellation requested") or self.jobs.get(job_id)
 
-    def counts(self) -> dict[str, int]:
-        """How many jobs are in each state."""
-        counts = Counter(job.status.value for job in self.jobs.recent())
-        return {status.value: counts[status.value] for status in JobStatus}
-
     def _work(self) -> None:
         while (job_id := self._queue.get()) is not None and not self._stopping.is_set():
             with self._lock:

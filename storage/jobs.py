@@ -140,6 +140,12 @@ class JobStore:
         with self.catalog.connect() as connection:
             return [_job(row) for row in connection.execute(query, arguments).fetchall()]
 
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each state (every state named, zeros included)."""
+        with self.catalog.connect() as connection:
+            rows = dict(connection.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
+        return {status.value: rows.get(status.value, 0) for status in JobStatus}
+
     def find_active(self, params: dict[str, Any]) -> Job | None:
         """The queued or running job with exactly these parameters, if any."""
         with self.catalog.connect() as connection:

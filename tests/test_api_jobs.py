@@ -1,6 +1,9 @@
 """Backfill jobs against real servers: duplicates, cancellation, reads while a backfill runs (never a mix),
 and recovery after the server is killed (-9) mid-job. Plus the job table's state machine on its own."""
 
+import shutil
+from pathlib import Path
+
 import httpx
 import pandas as pd
 import pytest
@@ -22,13 +25,20 @@ def body(name: str, **extra) -> dict:
     return {"lake": f"{name}/lake", "interval": "1d", **extra}
 
 
-@pytest.fixture
-def data_dir(tmp_path):
-    """A data dir holding the three sample lakes and one run published from FIRST."""
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A data dir holding the three sample lakes and one run published from FIRST; built once."""
+    root = tmp_path_factory.mktemp("prepared")
     for name, universe in (("first", FIRST), ("second", SECOND), ("large", LARGE)):
-        universe.write(tmp_path / name)
-    HistoricalFeatureBackfill(tmp_path, lake=tmp_path / "first/lake", interval="1d").run()
-    return tmp_path
+        universe.write(root / name)
+    HistoricalFeatureBackfill(root, lake=root / "first/lake", interval="1d").run()
+    return root
+
+
+@pytest.fixture
+def data_dir(prepared, tmp_path):
+    """A fresh copy of the prepared data dir for each test."""
+    return Path(shutil.copytree(prepared, tmp_path / "data"))
 
 
 def answer(store: FeatureStore, run_id: str) -> dict:
@@ -75,6 +85,7 @@ def test_a_duplicate_request_is_a_conflict_naming_the_active_job(data_dir):
 
 
 def test_cancel_stops_a_running_job_at_once_for_a_queued_one_and_publishes_nothing(data_dir):
+    """And a graceful server stop ends a running job `interrupted`."""
     with running_server(data_dir) as url, httpx.Client(base_url=url, timeout=60) as client:
         runs = client.get("/runs").json()
         running = client.post("/backfill", json=body("large")).json()["job_id"]
@@ -90,6 +101,15 @@ def test_cancel_stops_a_running_job_at_once_for_a_queued_one_and_publishes_nothi
         again = client.delete(f"/jobs/{running}")
         assert again.status_code == 409 and again.json()["job_id"] == running
         assert client.get("/health").json()["jobs"]["cancelled"] == 2
+        last = client.post("/backfill", json=body("large")).json()["job_id"]
+        wait_until_running(client, last)
+    job = JobStore(Catalog(data_dir)).get(last)  # the server has stopped (SIGTERM) meanwhile
+    assert (job.status, job.message, job.run_id) == (
+        JobStatus.INTERRUPTED,
+        "the server stopped during the job",
+        None,
+    )
+    assert len(Catalog(data_dir).runs()) == len(runs)
 
 
 def test_reads_during_a_backfill_answer_the_previous_run_until_the_new_one_is_published(data_dir):
@@ -157,6 +177,9 @@ def test_job_states_change_only_from_the_expected_ones(tmp_path):
     final = jobs.get(job.job_id)
     assert (final.status, final.done, final.message) == (JobStatus.INTERRUPTED, 3, "server died")
     assert jobs.find_active(job.params) is None
+    assert jobs.counts() == dict.fromkeys(("queued", "running", "succeeded", "failed", "cancelled"), 0) | {
+        "interrupted": 1
+    }
     with pytest.raises(JobNotFound, match="nope"):
         jobs.get("nope")
     with pytest.raises(ValueError, match="status"):

@@ -15,5 +15,5 @@ def health(store: Store, runner: Runner) -> HealthOut:
     return HealthOut(
         runs=len(store.catalog.runs()),
         newest_run=None if newest is None else newest.run_id,
-        jobs=runner.counts(),
+        jobs=runner.jobs.counts(),
     )
