@@ -49,6 +49,8 @@ def _split_commas(value: Any) -> Any:
     return value
 
 
+# Declared as a string, which is what clients send and the OpenAPI shows; validation (parse_instant) turns
+# it into a UTC pd.Timestamp, and a value it cannot parse is a 422 naming the field and the value.
 Instant = Annotated[
     str,
     AfterValidator(_instant),
