@@ -7,33 +7,19 @@ equal weight and the reason is logged and returned, so a rebalance log says why 
 
 import logging
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import pandas as pd
-from skfolio.optimization import BaseOptimization as Estimator
-from skfolio.optimization import (
-    EqualWeighted,
-    HierarchicalRiskParity,
-    InverseVolatility,
-    MeanRisk,
-    ObjectiveFunction,
-    RiskBudgeting,
-)
+
+if TYPE_CHECKING:
+    from skfolio.optimization import BaseOptimization
 
 logger = logging.getLogger(__name__)
 
-OPTIMISERS: Final[dict[str, Callable[[], Estimator]]] = {
-    "equal": EqualWeighted,
-    "inverse-vol": InverseVolatility,
-    "min-variance": MeanRisk,
-    "risk-parity": RiskBudgeting,
-    "hrp": HierarchicalRiskParity,
-    "max-sharpe": lambda: MeanRisk(objective_function=ObjectiveFunction.MAXIMIZE_RATIO),
-}
-"""Optimiser names for the engine and the CLI; each makes a fresh long-only, fully invested estimator."""
+OPTIMISERS: Final = ("equal", "inverse-vol", "min-variance", "risk-parity", "hrp", "max-sharpe")
+"""Optimiser names for the engine and the CLI."""
 
 WEIGHT_TOLERANCE: Final = 1e-6
 """How far a solver's answer may stray below 0 or off a sum of 1 before it counts as a failure."""
@@ -54,7 +40,7 @@ def check_optimiser(name: str) -> str:
 
 def optimise(name: str, window: pd.DataFrame) -> Allocation:
     """Weights for the window's columns (finite simple returns, one row per bar) by the optimiser `name`."""
-    estimator = OPTIMISERS[check_optimiser(name)]
+    check_optimiser(name)
     if window.shape[1] == 0:
         raise ValueError("cannot optimise an empty selection")
     if not np.isfinite(window.to_numpy()).all():
@@ -64,7 +50,7 @@ def optimise(name: str, window: pd.DataFrame) -> Allocation:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                weights = np.asarray(estimator().fit(window).weights_, dtype=float)
+                weights = np.asarray(_estimator(name).fit(window).weights_, dtype=float)
             reason = _invalid(weights)
         except Exception as error:  # any solver failure falls back; the reason keeps its message
             reason = f"{name} failed: {type(error).__name__}: {str(error).splitlines()[0]}"
@@ -73,6 +59,34 @@ def optimise(name: str, window: pd.DataFrame) -> Allocation:
         weights = np.full(window.shape[1], 1.0)
     weights = np.clip(weights, 0.0, None)
     return Allocation(pd.Series(weights / weights.sum(), index=window.columns, name="weight"), reason)
+
+
+def _estimator(name: str) -> "BaseOptimization":
+    """A fresh long-only, fully invested skfolio estimator. skfolio (with scikit-learn and cvxpy) loads here
+    rather than with the module: it costs seconds, and most `asof` commands never optimise."""
+    from skfolio.optimization import (
+        EqualWeighted,
+        HierarchicalRiskParity,
+        InverseVolatility,
+        MeanRisk,
+        ObjectiveFunction,
+        RiskBudgeting,
+    )
+
+    match name:
+        case "equal":
+            return EqualWeighted()
+        case "inverse-vol":
+            return InverseVolatility()
+        case "min-variance":
+            return MeanRisk()
+        case "risk-parity":
+            return RiskBudgeting()
+        case "hrp":
+            return HierarchicalRiskParity()
+        case "max-sharpe":
+            return MeanRisk(objective_function=ObjectiveFunction.MAXIMIZE_RATIO)
+    raise AssertionError(name)  # check_optimiser has already refused other names
 
 
 def _degenerate(name: str, window: pd.DataFrame) -> str | None:

@@ -9,12 +9,15 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from backtest.engine import BacktestResult
 from backtest.metrics import drawdown
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LABELS = {"dynamic": "dynamic (point in time)", "static": "static (newest cross-section: looks ahead)"}
 """How each mode is named in plots and the report; static mode is labelled as the lookahead it is."""
@@ -89,7 +92,7 @@ def _finite(value: object) -> object:
 
 
 def _plot_equity(out: Path, equity: pd.DataFrame) -> Path:
-    figure = Figure(figsize=(10, 4.5))
+    figure = _figure(10, 4.5)
     axes = figure.subplots()
     for mode in equity:
         axes.plot(equity.index, equity[mode], label=LABELS.get(mode, mode), linewidth=1.2)
@@ -100,7 +103,7 @@ def _plot_equity(out: Path, equity: pd.DataFrame) -> Path:
 
 
 def _plot_drawdown(out: Path, equity: pd.DataFrame) -> Path:
-    figure = Figure(figsize=(10, 3.5))
+    figure = _figure(10, 3.5)
     axes = figure.subplots()
     for mode in equity:
         below = drawdown(equity[mode])
@@ -115,7 +118,7 @@ def _plot_drawdown(out: Path, equity: pd.DataFrame) -> Path:
 def _plot_holdings(out: Path, mode: str, result: BacktestResult) -> Path:
     """Weights per rebalance (x) and symbol (y): a diagonal drift of colour is the rotation."""
     holdings = result.holdings
-    figure = Figure(figsize=(10, max(3.0, min(0.18 * holdings.shape[1], 24.0))))
+    figure = _figure(10, max(3.0, min(0.18 * holdings.shape[1], 24.0)))
     axes = figure.subplots()
     axes.set(title=f"Holdings over time: {LABELS.get(mode, mode)}", xlabel="rebalance as_of")
     if holdings.columns.empty:
@@ -132,7 +135,15 @@ def _plot_holdings(out: Path, mode: str, result: BacktestResult) -> Path:
     return _save(figure, out / f"holdings_{mode}.png")
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def _figure(width: float, height: float) -> "Figure":
+    """A blank figure. matplotlib loads here, not with the module: a second of start-up that only
+    commands writing a report should pay."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
+def _save(figure: "Figure", path: Path) -> Path:
     """Render with the Agg canvas matplotlib picks for a PNG; no pyplot, so no global backend state."""
     figure.tight_layout()
     figure.savefig(path, dpi=110)
