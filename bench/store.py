@@ -6,6 +6,7 @@ the DuckDB path (a predicate on available_at so only row groups near T are read)
 panel engine on a seeded synthetic universe and cached under the temp dir; building is not timed.
 """
 
+import os
 import shutil
 import tempfile
 import time
@@ -41,6 +42,7 @@ def main() -> None:
     run = _cached_run()
     span = f"{run.start:%Y-%m-%d} .. {run.end:%Y-%m-%d}"
     print(f"run {run.run_id}: {len(run.symbols)} symbols, {run.rows:,} rows, {span}")
+    print(f"  load average before measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     rng = np.random.default_rng(1)
     span = (run.end - run.start) // pd.Timedelta(1, "s")
     instants = [run.start + pd.Timedelta(int(s), "s") for s in rng.integers(0, span, max(QUERIES.values()))]
