@@ -24,7 +24,7 @@ from storage.jobs import JobStatus
 from storage.time import INTERVALS, parse_instant
 
 MAX_SYMBOLS = 20_000
-MAX_INSTANTS = 10_000
+MAX_INSTANTS = 1_000  # a long daily schedule per call; bounds the memory one request can take
 MAX_STALENESS = 10_000
 EXAMPLE_AS_OF = "2024-03-01T00:00:00Z"
 EXAMPLE_RUN_ID = "20240302T000000Z-1a2b3c"
