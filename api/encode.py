@@ -86,8 +86,8 @@ def json_rows(frames: Sequence[pd.DataFrame]) -> list[orjson.Fragment]:
     ]
 
 
-def json_response(payload: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status_code, media_type=MEDIA_TYPES["json"])
+def json_response(payload: Any) -> Response:
+    return Response(orjson.dumps(payload), media_type=MEDIA_TYPES["json"])
 
 
 def table_response(rows: pd.DataFrame, form: Format, metadata: dict[str, Any]) -> Response:
@@ -96,11 +96,10 @@ def table_response(rows: pd.DataFrame, form: Format, metadata: dict[str, Any]) -
     table = pa.Table.from_pandas(rows, preserve_index=False, nthreads=1)
     sink = pa.BufferOutputStream()
     if form == "arrow":
-        schema = table.schema.with_metadata(
-            {**(table.schema.metadata or {}), **{key: orjson.dumps(value) for key, value in metadata.items()}}
-        )
-        with pa.ipc.new_stream(sink, schema) as writer:
-            writer.write_table(table.replace_schema_metadata(schema.metadata))
+        envelope = {key: orjson.dumps(value) for key, value in metadata.items()}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **envelope})
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
     else:
         pyarrow.csv.write_csv(table, sink)
     headers = {
