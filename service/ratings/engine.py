@@ -1,0 +1,509 @@
+"""The panel ratings engine: TradingView's Technical Ratings (RATINGS_SPEC sections 4 to 6), many symbols at
+a time.
+
+Symbols are laid side by side in a panel (bar index x symbol) in which every symbol is LEFT-ALIGNED at its
+own first bar: row i holds each symbol's i-th bar, and a shorter history is padded with na after its end.
+Every Pine primitive runs down each column on its own and only looks back, so a symbol's result never
+depends on its neighbours and a panel gives exactly what each symbol gives alone. The compiled kernel takes
+a few symbols per panel: enough for the processor to work on several at once, few enough that the panel's
+temporaries stay small (allocating many large temporaries costs more than the arithmetic).
+"""
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Final, NamedTuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from service.ratings import features, pine
+from service.ratings.features import FEATURES, MA_LENGTHS, MA_VOTES, OSCILLATOR_VOTES, RATINGS, VOTES
+from service.ratings.pine import Panel, compiled, gt, inlined, lt
+
+BAR_INPUTS: Final = ("high", "low", "close", "volume")
+"""The bar columns the ratings read (no component uses open)."""
+
+SYMBOLS_PER_PANEL: Final = 8
+"""Measured on 2520 daily bars: 4 symbols per panel rate about a third faster than one at a time, and wider
+panels lose that gain again to the cost of their larger temporaries."""
+
+
+def _rows(*names: str) -> tuple[int, ...]:
+    """Positions of features in FEATURES: the kernel writes feature f to row f of its output."""
+    return tuple(FEATURES.index(name) for name in names)
+
+
+# Output rows and vote slots, fixed when the kernel compiles (a misspelt name fails here, at import).
+_ALL, _MA, _OTHER = _rows(*RATINGS)
+_SMAS = _rows(*(f"SMA{n}" for n in MA_LENGTHS))
+_EMAS = _rows(*(f"EMA{n}" for n in MA_LENGTHS))
+_CLOSE, _HULL, _VWMA, _KIJUN, _RSI, _STOCH_K, _STOCH_D, _CCI = _rows(
+    "close", "HullMA9", "VWMA", "Ichimoku.BLine", "RSI", "Stoch.K", "Stoch.D", "CCI20"
+)
+_ADX, _PLUS_DI, _MINUS_DI, _AO, _MOM, _MACD, _SIGNAL, _STOCH_RSI_K, _WR, _BB_POWER, _UO = _rows(
+    "ADX", "ADX+DI", "ADX-DI", "AO", "Mom", "MACD.macd", "MACD.signal", "Stoch.RSI.K", "W.R", "BBPower", "UO"
+)
+_AVERAGES = (*_SMAS, *_EMAS, _HULL, _VWMA)
+"""The 14 averages voted against the close, in the order of their votes (the first 14 of MA_VOTES)."""
+_AVERAGE_VOTES = _rows(*MA_VOTES[: len(_AVERAGES)])
+assert _rows(*(f"Rec.{FEATURES[row]}" for row in _AVERAGES)) == _AVERAGE_VOTES, "votes out of order"
+_ICHIMOKU_VOTE = FEATURES.index("Rec.Ichimoku")
+_RSI_VOTE, _STOCH_VOTE, _CCI_VOTE, _ADX_VOTE, _AO_VOTE, _MOM_VOTE = _rows(*OSCILLATOR_VOTES[:6])
+_MACD_VOTE, _STOCH_RSI_VOTE, _WR_VOTE, _BB_POWER_VOTE, _UO_VOTE = _rows(*OSCILLATOR_VOTES[6:])
+
+
+def rate(frames: Mapping[str, pd.DataFrame], *, tolerance: float = pine.TOLERANCE) -> pd.DataFrame:
+    """Ratings, votes and values of every bar of every symbol.
+
+    `frames` maps a symbol to its cleaned bars (`ts` strictly increasing, `high low close volume` float64,
+    volume NaN when unknown). Returns one row per bar with columns `symbol, ts, bars, warm, *FEATURES`,
+    ordered by symbol then ts. `tolerance` is Pine's absolute tolerance on float comparisons.
+    """
+    symbols = sorted(frames)
+    rows = _rate(symbols, [frames[symbol] for symbol in symbols], tolerance)
+    lengths = [len(frames[symbol]) for symbol in symbols]
+    rows.insert(0, "symbol", _symbol_column(symbols, lengths))
+    return rows
+
+
+def rate_frame(frame: pd.DataFrame, *, tolerance: float = pine.TOLERANCE) -> pd.DataFrame:
+    """`rate` for the bars of one symbol, without the `symbol` column."""
+    return _rate(["the bars"], [frame], tolerance)
+
+
+def rate_panel(
+    high: Panel, low: Panel, close: Panel, volume: Panel, *, tolerance: float = pine.TOLERANCE
+) -> dict[str, Panel]:
+    """Every feature as a panel (shaped like close), from left-aligned panels of bars: the engine without
+    frames. Padding (na after a symbol's end) rates as na bars do; `rate` never asks for it."""
+    bars, symbols = np.shape(close)
+    out = np.empty((len(FEATURES), symbols, bars))
+    panels = [np.ascontiguousarray(x, dtype=np.float64) for x in (high, low, close, volume)]
+    starts = np.arange(symbols, dtype=np.int64) * bars
+    lengths = np.full(symbols, bars, dtype=np.int64)
+    warm = np.empty(symbols * bars, dtype=np.bool_)
+    _rate_into(*panels, tolerance, PERIODS, out.reshape(len(FEATURES), -1), warm, starts, lengths)
+    return dict(zip(FEATURES, out.transpose(0, 2, 1), strict=True))
+
+
+# --- the kernel ---------------------------------------------------------------------------------------------
+
+
+class Periods(NamedTuple):
+    """The scanner's component periods (RATINGS_SPEC sections 4 and 5; the MA lengths are MA_LENGTHS).
+
+    They reach the kernel as an argument rather than as constants: numba compiles a function once per
+    argument type, and once per constant value when a constant is passed."""
+
+    hull: int = 9
+    vwma: int = 20
+    tenkan: int = 9
+    kijun: int = 26
+    span_b: int = 52
+    trend: int = 50  # the EMA50 filter of Stoch RSI and Bull Bear Power
+    rsi: int = 14
+    stoch: int = 14
+    smooth: int = 3  # %K and %D of Stochastic and Stoch RSI
+    cci: int = 20
+    di: int = 14
+    adx: int = 14
+    ao_fast: int = 5
+    ao_slow: int = 34
+    mom: int = 10
+    macd_fast: int = 12
+    macd_slow: int = 26
+    macd_signal: int = 9
+    wr: int = 14
+    power: int = 13  # the EMA under Bull and Bear Power
+    uo_short: int = 7
+    uo_middle: int = 14
+    uo_long: int = 28
+
+
+PERIODS: Final = Periods()
+
+
+@compiled
+def _rate_into(
+    high: Panel,
+    low: Panel,
+    close: Panel,
+    volume: Panel,
+    tolerance: float,
+    p: Periods,
+    out,
+    warm,
+    starts,
+    lengths,
+) -> None:
+    """Every feature of the panel: bar i of column j goes to out[FEATURES.index(name), starts[j] + i] (and
+    whether all 26 votes are counted to warm[starts[j] + i]), for the first lengths[j] bars of column j."""
+    # Per cell, the running sum and count of each group's counted votes (Pine's recMA and recMAC).
+    ma, ma_count = np.zeros(close.shape), np.zeros(close.shape)
+    other, other_count = np.zeros(close.shape), np.zeros(close.shape)
+
+    # Section 4: the moving averages against the close.
+    _put(out[_CLOSE], close, starts, lengths)
+    averages = [pine.sma(close, n) for n in MA_LENGTHS] + [pine.ema(close, n) for n in MA_LENGTHS]
+    averages += [pine.hma(close, p.hull), pine.vwma(close, volume, p.vwma)]
+    for k in range(len(_AVERAGES)):
+        _put(out[_AVERAGES[k]], averages[k], starts, lengths)
+        votes = _average_votes(averages[k], close, tolerance)
+        _put_votes(out[_AVERAGE_VOTES[k]], votes, ma, ma_count, starts, lengths)
+    kijun = pine.donchian(high, low, p.kijun)
+    _put(out[_KIJUN], kijun, starts, lengths)
+    tenkan, span_b = pine.donchian(high, low, p.tenkan), pine.donchian(high, low, p.span_b)
+    _put_votes(
+        out[_ICHIMOKU_VOTE],
+        _ichimoku_votes(close, tenkan, kijun, span_b, tolerance),
+        ma,
+        ma_count,
+        starts,
+        lengths,
+    )
+
+    # Section 5: the oscillators.
+    trend = close - pine.ema(close, p.trend)  # Up is trend > 0, Down is trend < 0 (tolerant)
+    rsi = pine.rsi(close, p.rsi)
+    stoch_k = pine.sma(pine.stoch(close, high, low, p.stoch), p.smooth)
+    stoch_d = pine.sma(stoch_k, p.smooth)
+    cci = pine.cci((high + low + close) / 3.0, p.cci)
+    plus_di, minus_di, adx = pine.dmi(high, low, close, p.di, p.adx, tolerance)
+    hl2 = (high + low) / 2.0
+    ao = pine.sma(hl2, p.ao_fast) - pine.sma(hl2, p.ao_slow)
+    mom = pine.mom(close, p.mom)
+    macd = pine.ema(close, p.macd_fast) - pine.ema(close, p.macd_slow)
+    signal = pine.ema(macd, p.macd_signal)
+    stoch_rsi_k = pine.sma(pine.stoch(rsi, rsi, rsi, p.stoch), p.smooth)
+    stoch_rsi_d = pine.sma(stoch_rsi_k, p.smooth)
+    wr = pine.wpr(high, low, close, p.wr)
+    power_average = pine.ema(close, p.power)
+    bull, bear = high - power_average, low - power_average
+    uo = pine.uo(high, low, close, p.uo_short, p.uo_middle, p.uo_long, tolerance)
+    for row, values in (
+        (_RSI, rsi), (_STOCH_K, stoch_k), (_STOCH_D, stoch_d), (_CCI, cci), (_ADX, adx), (_PLUS_DI, plus_di),
+        (_MINUS_DI, minus_di), (_AO, ao), (_MOM, mom), (_MACD, macd), (_SIGNAL, signal),
+        (_STOCH_RSI_K, stoch_rsi_k), (_WR, wr), (_BB_POWER, bull + bear), (_UO, uo),
+    ):  # fmt: skip
+        _put(out[row], values, starts, lengths)
+    for row, votes in (
+        (_RSI_VOTE, _band_turn_votes(rsi, 30.0, 70.0, tolerance)),
+        (_STOCH_VOTE, _stoch_votes(stoch_k, stoch_d, trend, False, tolerance)),
+        (_CCI_VOTE, _band_turn_votes(cci, -100.0, 100.0, tolerance)),
+        (_ADX_VOTE, _adx_votes(adx, plus_di, minus_di, tolerance)),
+        (_AO_VOTE, _ao_votes(ao, tolerance)),
+        (_MOM_VOTE, _rising_votes(mom, pine.shift(mom), tolerance)),
+        (_MACD_VOTE, _rising_votes(macd, signal, tolerance)),
+        (_STOCH_RSI_VOTE, _stoch_votes(stoch_rsi_k, stoch_rsi_d, trend, True, tolerance)),
+        (_WR_VOTE, _band_turn_votes(wr, -80.0, -20.0, tolerance)),
+        (_BB_POWER_VOTE, _power_votes(bull, bear, trend, tolerance)),
+        (_UO_VOTE, _level_votes(uo, 30.0, 70.0, tolerance)),
+    ):
+        _put_votes(out[row], votes, other, other_count, starts, lengths)
+
+    # Section 6: each group's mean over its counted votes; All averages whichever of the two is counted.
+    ma_rating, other_rating = _mean(ma, ma_count), _mean(other, other_count)
+    _put(out[_MA], ma_rating, starts, lengths)
+    _put(out[_OTHER], other_rating, starts, lengths)
+    both, both_count = np.zeros(close.shape), np.zeros(close.shape)
+    _tally(ma_rating, both, both_count)
+    _tally(other_rating, both, both_count)
+    _put(out[_ALL], _mean(both, both_count), starts, lengths)
+    for j in range(close.shape[1]):
+        for i in range(lengths[j]):
+            warm[starts[j] + i] = ma_count[i, j] + other_count[i, j] == len(VOTES)
+
+
+@compiled
+def _put(row, values: Panel, starts, lengths) -> None:
+    """row[starts[j] + i] = values[i, j] for the first lengths[j] bars of each column j."""
+    for j in range(values.shape[1]):
+        for i in range(lengths[j]):
+            row[starts[j] + i] = values[i, j]
+
+
+@compiled
+def _put_votes(row, votes: Panel, total: Panel, count: Panel, starts, lengths) -> None:
+    """`_put` the votes, and `_tally` them into their group's sums and counts."""
+    _put(row, votes, starts, lengths)
+    _tally(votes, total, count)
+
+
+@compiled
+def _tally(values: Panel, total: Panel, count: Panel) -> None:
+    """Add the non-na values to the running sums and counts (cell by cell)."""
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if not np.isnan(values[i, j]):
+                total[i, j] += values[i, j]
+                count[i, j] += 1.0
+
+
+@compiled
+def _mean(total: Panel, count: Panel) -> Panel:
+    """Sum over count; na where nothing is counted."""
+    rows, columns = total.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            out[i, j] = total[i, j] / count[i, j] if count[i, j] else np.nan
+    return out
+
+
+# --- the votes (each a panel: +1 buy, -1 sell, 0 neither, na where the component is not counted) ----------
+
+
+@inlined
+def _vote(buy: bool, sell: bool, counted: bool) -> float:
+    """calcRecommend: +1 on buy, else -1 on sell, else 0; na where the component is not counted."""
+    if not counted:
+        return np.nan
+    return 1.0 if buy else -1.0 if sell else 0.0
+
+
+@inlined
+def _defined(
+    a: float, b: float = 0.0, c: float = 0.0, d: float = 0.0, e: float = 0.0, f: float = 0.0
+) -> bool:
+    """Every given value is non-na."""
+    return not (np.isnan(a) or np.isnan(b) or np.isnan(c) or np.isnan(d) or np.isnan(e) or np.isnan(f))
+
+
+@inlined
+def _back(x: Panel, i: int, j: int, bars: int) -> float:
+    """x[bars] on bar i of column j: na before the first bar."""
+    return x[i - bars, j] if i >= bars else np.nan
+
+
+@compiled
+def _average_votes(average: Panel, close: Panel, tolerance: float) -> Panel:
+    """Section 4: +1 if the average is below the close, -1 if above, 0 if equal; na if either is na."""
+    rows, columns = close.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            a, c = average[i, j], close[i, j]
+            out[i, j] = _vote(lt(a, c, tolerance), gt(a, c, tolerance), _defined(a, c))
+    return out
+
+
+@compiled
+def _ichimoku_votes(close: Panel, tenkan: Panel, kijun: Panel, span_b: Panel, tolerance: float) -> Panel:
+    """Section 4, on the current (unshifted) lines. "Kijun > SpanA" and "Tenkan > Kijun" contradict each
+    other (SpanA is their midpoint), so the vote is 0 wherever it is counted (from bar 51)."""
+    rows, columns = close.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            c, t, k, b = close[i, j], tenkan[i, j], kijun[i, j], span_b[i, j]
+            a = (t + k) / 2.0
+            buy = gt(a, b, tolerance) and gt(k, a, tolerance) and gt(t, k, tolerance) and gt(c, t, tolerance)
+            sell = lt(a, b, tolerance) and lt(k, a, tolerance) and lt(t, k, tolerance) and lt(c, t, tolerance)
+            out[i, j] = _vote(buy, sell, _defined(a, b, c, _back(close, i, j, 1), k, t))
+    return out
+
+
+@compiled
+def _band_turn_votes(x: Panel, lower: float, upper: float, tolerance: float) -> Panel:
+    """RSI, CCI, W%R: buy below the lower band while rising, sell above the upper band while falling;
+    counted when x and x[1] are."""
+    rows, columns = x.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            now, before = x[i, j], _back(x, i, j, 1)
+            buy = lt(now, lower, tolerance) and gt(now, before, tolerance)
+            sell = gt(now, upper, tolerance) and lt(now, before, tolerance)
+            out[i, j] = _vote(buy, sell, _defined(now, before))
+    return out
+
+
+@compiled
+def _stoch_votes(k: Panel, d: Panel, trend: Panel, filtered: bool, tolerance: float) -> Panel:
+    """Stochastic and Stoch RSI: buy with %K and %D below 20 and %K above %D, sell mirrored above 80;
+    counted when K, D, K[1], D[1] are. Stoch RSI (filtered) also needs the opposite EMA50 trend."""
+    rows, columns = k.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            k_now, d_now = k[i, j], d[i, j]
+            buy = lt(k_now, 20.0, tolerance) and lt(d_now, 20.0, tolerance) and gt(k_now, d_now, tolerance)
+            sell = gt(k_now, 80.0, tolerance) and gt(d_now, 80.0, tolerance) and lt(k_now, d_now, tolerance)
+            if filtered:
+                buy = buy and lt(trend[i, j], 0.0, tolerance)
+                sell = sell and gt(trend[i, j], 0.0, tolerance)
+            out[i, j] = _vote(buy, sell, _defined(k_now, d_now, _back(k, i, j, 1), _back(d, i, j, 1)))
+    return out
+
+
+@compiled
+def _adx_votes(adx: Panel, plus: Panel, minus: Panel, tolerance: float) -> Panel:
+    """ADX above 20 and rising, direction from the DI order; counted when ADX, +DI, -DI and both DI[1] are."""
+    rows, columns = adx.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            strength, p, m = adx[i, j], plus[i, j], minus[i, j]
+            rising = gt(strength, 20.0, tolerance) and gt(strength, _back(adx, i, j, 1), tolerance)
+            counted = _defined(strength, p, m, _back(plus, i, j, 1), _back(minus, i, j, 1))
+            out[i, j] = _vote(rising and gt(p, m, tolerance), rising and lt(p, m, tolerance), counted)
+    return out
+
+
+@compiled
+def _ao_votes(ao: Panel, tolerance: float) -> Panel:
+    """Awesome Oscillator: a zero cross, or the saucer (AO[1] a dip against AO and AO[2], all on one side of
+    zero); counted when AO and AO[1] are. `and` binds tighter than `or`, as in Pine."""
+    crosses_up, crosses_down = pine.crossover(ao, np.zeros_like(ao)), pine.crossunder(ao, np.zeros_like(ao))
+    rows, columns = ao.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            now, before, earlier = ao[i, j], _back(ao, i, j, 1), _back(ao, i, j, 2)
+            saucer_up = gt(now, 0.0, tolerance) and gt(before, 0.0, tolerance) and gt(now, before, tolerance)
+            saucer_down = (
+                lt(now, 0.0, tolerance) and lt(before, 0.0, tolerance) and lt(now, before, tolerance)
+            )
+            buy = crosses_up[i, j] or (saucer_up and gt(earlier, before, tolerance))
+            sell = crosses_down[i, j] or (saucer_down and lt(earlier, before, tolerance))
+            out[i, j] = _vote(buy, sell, _defined(now, before))
+    return out
+
+
+@compiled
+def _rising_votes(x: Panel, reference: Panel, tolerance: float) -> Panel:
+    """Mom (against Mom[1]) and MACD (against its signal): buy above the reference, sell below; counted when
+    both are."""
+    rows, columns = x.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            a, b = x[i, j], reference[i, j]
+            out[i, j] = _vote(gt(a, b, tolerance), lt(a, b, tolerance), _defined(a, b))
+    return out
+
+
+@compiled
+def _power_votes(bull: Panel, bear: Panel, trend: Panel, tolerance: float) -> Panel:
+    """Bull/Bear Power: in an up trend, buy when Bear is below 0 and rising; in a down trend, sell when Bull
+    is above 0 and falling; counted when Bull, Bear and both [1] are."""
+    rows, columns = bull.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            bull_now, bull_before, bear_now, bear_before = (
+                bull[i, j],
+                _back(bull, i, j, 1),
+                bear[i, j],
+                _back(bear, i, j, 1),
+            )
+            buy = (
+                gt(trend[i, j], 0.0, tolerance)
+                and lt(bear_now, 0.0, tolerance)
+                and gt(bear_now, bear_before, tolerance)
+            )
+            sell = (
+                lt(trend[i, j], 0.0, tolerance)
+                and gt(bull_now, 0.0, tolerance)
+                and lt(bull_now, bull_before, tolerance)
+            )
+            out[i, j] = _vote(buy, sell, _defined(bull_now, bear_now, bull_before, bear_before))
+    return out
+
+
+@compiled
+def _level_votes(x: Panel, lower: float, upper: float, tolerance: float) -> Panel:
+    """UO: buy above the upper level, sell below the lower; counted when x is."""
+    rows, columns = x.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            out[i, j] = _vote(gt(x[i, j], upper, tolerance), lt(x[i, j], lower, tolerance), _defined(x[i, j]))
+    return out
+
+
+# --- frames in, frames out ----------------------------------------------------------------------------------
+
+
+def _rate(names: Sequence[str], frames: Sequence[pd.DataFrame], tolerance: float) -> pd.DataFrame:
+    """The long frame (without `symbol`) of the given bar frames, in their order."""
+    lengths = np.array([len(frame) for frame in frames], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ts = np.concatenate([_timestamps(name, frame) for name, frame in zip(names, frames, strict=True)] or [[]])
+    features = np.empty((len(FEATURES), starts[-1]))
+    warm = np.empty(starts[-1], dtype=np.bool_)
+    for first in range(0, len(frames), SYMBOLS_PER_PANEL):
+        chunk = slice(first, min(first + SYMBOLS_PER_PANEL, len(frames)))
+        panels = _panels(names[chunk], frames[chunk])
+        _rate_into(*panels, tolerance, PERIODS, features, warm, starts[chunk], lengths[chunk])
+    frame = pd.DataFrame(features.T, columns=list(FEATURES), copy=False)
+    frame.insert(0, "ts", pd.DatetimeIndex(ts.astype("datetime64[ns]")).tz_localize("UTC"))
+    frame.insert(1, "bars", np.arange(1, starts[-1] + 1) - np.repeat(starts[:-1], lengths))
+    frame.insert(2, "warm", warm)
+    return frame
+
+
+def _panels(names: Sequence[str], frames: Sequence[pd.DataFrame]) -> list[Panel]:
+    """Left-aligned panels (bar index x symbol) of high, low, close, volume: NaN after a symbol's last bar."""
+    rows = max(len(frame) for frame in frames)
+    panels = [np.full((rows, len(frames)), np.nan) for _ in BAR_INPUTS]
+    for j, (name, frame) in enumerate(zip(names, frames, strict=True)):
+        for panel, column in zip(panels, BAR_INPUTS, strict=True):
+            if column not in frame.columns:
+                raise ValueError(f"{name}: bars lack column {column!r}")
+            panel[: len(frame), j] = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
+    return panels
+
+
+def _timestamps(name: str, frame: pd.DataFrame) -> np.ndarray:
+    """The bar times as int64 nanoseconds since the epoch (UTC); ValueError naming the first row where they
+    do not strictly increase."""
+    if "ts" not in frame.columns:
+        raise ValueError(f"{name}: bars lack column 'ts'")
+    ts = frame["ts"]
+    if not (isinstance(ts.dtype, pd.DatetimeTZDtype) and str(ts.dtype.tz) == "UTC"):
+        ts = pd.to_datetime(ts, utc=True)
+    nanos = ts.array.as_unit("ns").asi8
+    decreasing = np.flatnonzero(nanos[1:] <= nanos[:-1])
+    if len(decreasing):
+        row = int(decreasing[0]) + 1
+        raise ValueError(
+            f"{name}: ts does not strictly increase at row {row} ({ts.iloc[row - 1]} then {ts.iloc[row]})"
+        )
+    return nanos
+
+
+def _symbol_column(symbols: Sequence[str], lengths: Sequence[int]) -> pd.Series:
+    """Each symbol repeated for its bars, as the `str` dtype (built as an Arrow dictionary and decoded, which
+    is much faster than converting a million Python strings)."""
+    codes = pa.array(np.repeat(np.arange(len(symbols), dtype=np.int32), lengths))
+    names = pa.DictionaryArray.from_arrays(codes, pa.array(list(symbols), type=pa.string()))
+    return pd.Series(names.cast(pa.string()), dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+
+
+def _drop_stale_cache() -> None:
+    """numba checks a cached function against its own source file only, but this module's compiled code has
+    pine's primitives and the feature rows compiled into it: when pine.py or features.py changes, drop this
+    module's cached machine code so that it compiles afresh."""
+    directory = Path(_rate_into.stats.cache_path)
+    stamp = directory / f"{Path(__file__).stem}.depends.sha256"
+    fingerprint = hashlib.sha256(
+        b"".join(Path(m.__file__).read_bytes() for m in (pine, features))
+    ).hexdigest()
+    try:
+        if stamp.read_text() == fingerprint:
+            return
+    except OSError:
+        pass  # no stamp yet
+    for cached in directory.glob(f"{Path(__file__).stem}.*.nb[ic]"):
+        cached.unlink(missing_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(fingerprint)
+    except OSError:
+        pass  # a read-only cache directory holds nothing stale either
+
+
+_drop_stale_cache()

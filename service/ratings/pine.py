@@ -1,0 +1,490 @@
+"""Pine Script primitives over panels, with the semantics of RATINGS_SPEC section 3.
+
+A panel is a 2-D float64 array shaped (bar index, symbol) in which NaN is Pine's `na`. Every primitive runs
+down each column on its own and only looks back, so a column's result never depends on another column, and
+a column's leading na (warm-up) and trailing na (padding after its last bar) behave as in Pine.
+
+Each primitive is one bar loop compiled with numba (`cache=True`: after the first compilation a process loads
+the machine code from `__pycache__`), callable from Python and from other compiled code. The loops walk the
+bars in order and, within a bar, the symbols: the symbols of a bar are independent, so the processor works
+on several of them at once. Results are new C-ordered panels.
+
+Pine's own operators `<`, `>`, `==`, `!=` on floats carry an absolute tolerance (`lt`, `gt`, `eq`, `ne`, for
+numbers and for panels); the builtins compare exactly.
+"""
+
+from typing import Final
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+Panel = NDArray[np.float64]
+Mask = NDArray[np.bool_]
+
+TOLERANCE: Final = 1e-10
+"""Pine's absolute tolerance on float comparisons (RATINGS_SPEC section 3, "Comparisons")."""
+
+compiled = numba.njit(cache=True, error_model="numpy", nogil=True)
+"""How every primitive is compiled: with numpy's error model a division by zero gives inf or nan, as in
+Pine, instead of raising."""
+
+inlined = numba.njit(cache=True, error_model="numpy", nogil=True, inline="always")
+"""How the small scalar helpers are compiled: inlined into their callers, where a call would cost more than
+the helper's arithmetic."""
+
+
+# --- comparisons --------------------------------------------------------------------------------------------
+
+
+@inlined
+def lt(a, b, tolerance=TOLERANCE):
+    """Pine's `a < b`: a is below b by more than the tolerance; false where either is na."""
+    return a - b < -tolerance
+
+
+@inlined
+def gt(a, b, tolerance=TOLERANCE):
+    """Pine's `a > b`: a is above b by more than the tolerance; false where either is na."""
+    return a - b > tolerance
+
+
+@inlined
+def eq(a, b, tolerance=TOLERANCE):
+    """Pine's `a == b`: within the tolerance of each other; false where either is na."""
+    return np.abs(a - b) <= tolerance
+
+
+@inlined
+def ne(a, b, tolerance=TOLERANCE):
+    """Pine's `a != b` as a condition: further apart than the tolerance; false where either is na."""
+    return np.abs(a - b) > tolerance
+
+
+@compiled
+def crossover(a: Panel, b: Panel) -> Mask:
+    """ta.crossover: a > b now, and a <= b on the last earlier bar where both were defined (exact)."""
+    return _crossed(a, b, 1.0)
+
+
+@compiled
+def crossunder(a: Panel, b: Panel) -> Mask:
+    """ta.crossunder: a < b now, and a >= b on the last earlier bar where both were defined (exact)."""
+    return _crossed(a, b, -1.0)
+
+
+@compiled
+def _crossed(a: Panel, b: Panel, direction: float) -> Mask:
+    rows, columns = a.shape
+    out = np.empty((rows, columns), dtype=np.bool_)
+    armed = np.zeros(columns, dtype=np.bool_)  # on the last defined bar, a was level with b or behind it
+    for i in range(rows):
+        for j in range(columns):
+            gap = (a[i, j] - b[i, j]) * direction
+            out[i, j] = armed[j] and gap > 0.0
+            if not np.isnan(gap):
+                armed[j] = gap <= 0.0
+    return out
+
+
+# --- bar arithmetic -----------------------------------------------------------------------------------------
+
+
+@compiled
+def shift(x: Panel, bars: int = 1) -> Panel:
+    """`x[bars]`: the value `bars` bars ago; na on the first `bars` bars."""
+    rows, columns = x.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            out[i, j] = x[i - bars, j] if i >= bars else np.nan
+    return out
+
+
+@compiled
+def change(x: Panel, bars: int = 1) -> Panel:
+    """ta.change: x - x[bars]; na while either is na."""
+    rows, columns = x.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            out[i, j] = x[i, j] - x[i - bars, j] if i >= bars else np.nan
+    return out
+
+
+@compiled
+def mom(x: Panel, n: int) -> Panel:
+    """ta.mom: x - x[n], the same as ta.change over n bars."""
+    return change(x, n)
+
+
+@compiled
+def fixnan(x: Panel) -> Panel:
+    """fixnan: an na is replaced by the column's last non-na value (na before the first one)."""
+    rows, columns = x.shape
+    out = np.empty((rows, columns))
+    last = np.full(columns, np.nan)
+    for i in range(rows):
+        for j in range(columns):
+            if not np.isnan(x[i, j]):
+                last[j] = x[i, j]
+            out[i, j] = last[j]
+    return out
+
+
+@compiled
+def divide(numerator: Panel, denominator: Panel) -> Panel:
+    """numerator / denominator, na where that is not finite: Pine's division by zero gives na, and na()
+    treats +-inf as na."""
+    rows, columns = numerator.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            out[i, j] = finite(numerator[i, j] / denominator[i, j])
+    return out
+
+
+@inlined
+def finite(value: float) -> float:
+    """The value, or na if it is +-inf (Pine's na() is true for both)."""
+    return value if np.isfinite(value) else np.nan
+
+
+# --- windows ------------------------------------------------------------------------------------------------
+
+
+@inlined
+def _two_sum(total: float, value: float) -> tuple[float, float]:
+    """total + value, and the rounding error of that sum (Knuth's TwoSum: the pair is exact)."""
+    moved = total + value
+    back = moved - total
+    return moved, (total - (moved - back)) + (value - back)
+
+
+@compiled
+def sma(x: Panel, n: int) -> Panel:
+    """ta.sma: the mean of the last n non-na values; na until n exist and on a bar whose input is na.
+
+    Window sums are differences of compensated prefix sums of the column's non-na values: good to about one
+    unit in the last place, with no drift however long the history. A window of n equal values gives that
+    value exactly."""
+    rows, columns = x.shape
+    out = np.full((rows, columns), np.nan)
+    prefix = np.zeros(rows + 1)  # prefix[c]: the sum of the first c non-na values, plus
+    error = np.zeros(rows + 1)  # error[c]: the rounding error of that sum
+    for j in range(columns):
+        count, total, lost, repeats, previous = 0, 0.0, 0.0, 0, np.nan
+        for i in range(rows):
+            value = x[i, j]
+            if np.isnan(value):
+                continue
+            total, rounding = _two_sum(total, value)
+            lost += rounding
+            count += 1
+            prefix[count], error[count] = total, lost
+            repeats = repeats + 1 if value == previous else 1
+            previous = value
+            if count >= n:
+                window = (total - prefix[count - n]) + (lost - error[count - n])
+                out[i, j] = value if repeats >= n else window / n
+    return out
+
+
+@compiled
+def window_sum(x: Panel, n: int) -> Panel:
+    """math.sum: the sum of the values of the last n bars; na while the window holds an na. (Differences of
+    compensated prefix sums, as in `sma`.)"""
+    rows, columns = x.shape
+    out = np.full((rows, columns), np.nan)
+    prefix = np.zeros(rows + 1)
+    error = np.zeros(rows + 1)
+    for j in range(columns):
+        total, lost, last_na = 0.0, 0.0, -1
+        for i in range(rows):
+            value = x[i, j]
+            if np.isnan(value):
+                last_na = i
+            else:
+                total, rounding = _two_sum(total, value)
+                lost += rounding
+            prefix[i + 1], error[i + 1] = total, lost
+            if i - last_na >= n:
+                out[i, j] = (total - prefix[i + 1 - n]) + (lost - error[i + 1 - n])
+    return out
+
+
+@compiled
+def wma(x: Panel, n: int) -> Panel:
+    """ta.wma: sum of (n - i) * x[i] over i < n, divided by n(n+1)/2; na while the window holds an na."""
+    rows, columns = x.shape
+    out = np.full((rows, columns), np.nan)
+    norm = n * (n + 1) / 2.0
+    for i in range(n - 1, rows):
+        out[i] = 0.0
+        for back in range(n):
+            for j in range(columns):  # the symbols of a bar are independent: one vector operation
+                out[i, j] += x[i - back, j] * (n - back)
+        for j in range(columns):
+            out[i, j] /= norm
+    return out
+
+
+@compiled
+def highest(x: Panel, n: int) -> Panel:
+    """ta.highest: the largest of the last n values, current bar included; na while the window holds an na."""
+    return _extreme(x, n, 1.0)
+
+
+@compiled
+def lowest(x: Panel, n: int) -> Panel:
+    """ta.lowest: the smallest of the last n values, current bar included; na while the window holds an na."""
+    return _extreme(x, n, -1.0)
+
+
+@compiled
+def _extreme(x: Panel, n: int, sign: float) -> Panel:
+    """The window maximum of sign * x, read back unsigned (van Herk / Gil-Werman: running maxima from the
+    start and from the end of each block of n bars; a window is one block's tail plus the next one's head)."""
+    rows, columns = x.shape
+    head = np.empty((rows, columns))  # maximum from the start of the bar's block up to the bar
+    tail = np.empty((rows, columns))  # maximum from the bar to the end of its block
+    for start in range(0, rows, n):
+        stop = min(start + n, rows)
+        for i in range(start, stop):
+            for j in range(columns):
+                value = sign * x[i, j]
+                head[i, j] = value if i == start else max(head[i - 1, j], value)
+        for i in range(stop - 1, start - 1, -1):
+            for j in range(columns):
+                value = sign * x[i, j]
+                tail[i, j] = value if i == stop - 1 else max(tail[i + 1, j], value)
+    out = np.full((rows, columns), np.nan)
+    last_na = np.full(columns, -1, dtype=np.int64)
+    for i in range(rows):
+        for j in range(columns):
+            if np.isnan(x[i, j]):
+                last_na[j] = i
+            if i - last_na[j] >= n:
+                out[i, j] = sign * max(tail[i - n + 1, j], head[i, j])
+    return out
+
+
+# --- recursive averages -------------------------------------------------------------------------------------
+
+
+@compiled
+def ema(x: Panel, n: int) -> Panel:
+    """ta.ema: alpha = 2/(n+1). The bar of the n-th non-na value gives the SMA of those n values (the seed),
+    then e = e[1] + alpha * (x - e[1]). An na input gives na and leaves the state as it was."""
+    return _seeded(x, n, False)
+
+
+@compiled
+def rma(x: Panel, n: int) -> Panel:
+    """ta.rma (Wilder): r = (r[1] * (n - 1) + x) / n, with the same SMA seed and na handling as `ema`."""
+    return _seeded(x, n, True)
+
+
+@compiled
+def _seeded(x: Panel, n: int, wilder: bool) -> Panel:
+    rows, columns = x.shape
+    out = np.full((rows, columns), np.nan)
+    alpha = 2.0 / (n + 1)
+    count = np.zeros(columns, dtype=np.int64)
+    state = np.zeros(columns)  # the sum of the values so far until the seed, then the average
+    for i in range(rows):
+        for j in range(columns):
+            value = x[i, j]
+            if np.isnan(value):
+                continue
+            count[j] += 1
+            if count[j] < n:
+                state[j] += value
+                continue
+            if count[j] == n:
+                state[j] = (state[j] + value) / n
+            elif wilder:
+                state[j] = (state[j] * (n - 1) + value) / n
+            else:
+                state[j] = state[j] + alpha * (value - state[j])
+            out[i, j] = state[j]
+    return out
+
+
+# --- indicators ---------------------------------------------------------------------------------------------
+
+
+@compiled
+def tr(high: Panel, low: Panel, close: Panel) -> Panel:
+    """ta.tr (= tr(false)): max(high - low, |high - close[1]|, |low - close[1]|); na on the first bar."""
+    rows, columns = close.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            previous = close[i - 1, j] if i >= 1 else np.nan
+            out[i, j] = _true_range(high[i, j], low[i, j], previous)
+    return out
+
+
+@inlined
+def _true_range(high: float, low: float, previous_close: float) -> float:
+    if np.isnan(high) or np.isnan(low) or np.isnan(previous_close):
+        return np.nan
+    return max(high - low, abs(high - previous_close), abs(low - previous_close))
+
+
+@compiled
+def stoch(source: Panel, high: Panel, low: Panel, n: int) -> Panel:
+    """ta.stoch: 100 * (source - lowest(low, n)) / (highest(high, n) - lowest(low, n)); not clamped, and a
+    zero range (division by zero) gives na."""
+    lowest_low = lowest(low, n)
+    highest_high = highest(high, n)
+    rows, columns = source.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            bottom = lowest_low[i, j]
+            out[i, j] = finite(100.0 * (source[i, j] - bottom) / (highest_high[i, j] - bottom))
+    return out
+
+
+@compiled
+def rsi(x: Panel, n: int) -> Panel:
+    """ta.rsi: U = max(change, 0), D = max(-change, 0) from bar 1; 100 - 100 / (1 + rma(U)/rma(D)), which is
+    100 when rma(D) is 0 and 0 when rma(U) is 0. First value on bar n."""
+    delta = change(x)
+    up = rma(np.maximum(delta, 0.0), n)
+    down = rma(np.maximum(-delta, 0.0), n)
+    rows, columns = x.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            u, d = up[i, j], down[i, j]
+            if np.isnan(u) or np.isnan(d):
+                out[i, j] = np.nan
+            elif d == 0.0:
+                out[i, j] = 100.0
+            elif u == 0.0:
+                out[i, j] = 0.0
+            else:
+                out[i, j] = 100.0 - 100.0 / (1.0 + u / d)
+    return out
+
+
+@compiled
+def cci(x: Panel, n: int) -> Panel:
+    """ta.cci: (x - sma) / (0.015 * MD), MD the mean of |x[i] - sma| over the last n bars around the current
+    sma; na while the window holds an na, and where MD is 0."""
+    mean = sma(x, n)
+    rows, columns = x.shape
+    out = np.full((rows, columns), np.nan)
+    deviation = np.empty(columns)
+    for i in range(n - 1, rows):
+        deviation[:] = 0.0
+        for back in range(n):
+            for j in range(columns):  # the symbols of a bar are independent: one vector operation
+                deviation[j] += abs(x[i - back, j] - mean[i, j])
+        for j in range(columns):
+            out[i, j] = finite((x[i, j] - mean[i, j]) / (0.015 * (deviation[j] / n)))
+    return out
+
+
+@compiled
+def dmi(
+    high: Panel, low: Panel, close: Panel, di_length: int, adx_smoothing: int, tolerance: float = TOLERANCE
+) -> tuple[Panel, Panel, Panel]:
+    """The scanner's DMI, as (+DI, -DI, ADX).
+
+    up = change(high), down = -change(low); +DM = up if up > down and up > 0, else 0 (so 0, not na, on the
+    first bar), and -DM is the mirror. Each DI = fixnan(100 * rma(DM) / rma(tr)), and ADX = 100 * rma(|+DI -
+    -DI| / (+DI + -DI, or 1 where that sum is 0)). DI is first valid on bar di_length, ADX on di_length +
+    adx_smoothing - 1."""
+    rows, columns = close.shape
+    plus_dm = np.empty((rows, columns))
+    minus_dm = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            up = high[i, j] - high[i - 1, j] if i >= 1 else np.nan
+            down = low[i - 1, j] - low[i, j] if i >= 1 else np.nan
+            plus_dm[i, j] = up if gt(up, down, tolerance) and gt(up, 0.0, tolerance) else 0.0
+            minus_dm[i, j] = down if gt(down, up, tolerance) and gt(down, 0.0, tolerance) else 0.0
+    true_range = rma(tr(high, low, close), di_length)
+    plus = fixnan(divide(100.0 * rma(plus_dm, di_length), true_range))
+    minus = fixnan(divide(100.0 * rma(minus_dm, di_length), true_range))
+    spread = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            total = plus[i, j] + minus[i, j]
+            spread[i, j] = abs(plus[i, j] - minus[i, j]) / (1.0 if eq(total, 0.0, tolerance) else total)
+    return plus, minus, 100.0 * rma(spread, adx_smoothing)
+
+
+@compiled
+def wpr(high: Panel, low: Panel, close: Panel, n: int) -> Panel:
+    """Williams %R as the scanner writes it: (HH - close) / (HH - LL) * -100 over n bars, in [-100, 0]; a
+    zero range gives na."""
+    highest_high = highest(high, n)
+    lowest_low = lowest(low, n)
+    rows, columns = close.shape
+    out = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            top = highest_high[i, j]
+            out[i, j] = finite((top - close[i, j]) / (top - lowest_low[i, j])) * -100.0
+    return out
+
+
+@compiled
+def uo(
+    high: Panel,
+    low: Panel,
+    close: Panel,
+    short: int = 7,
+    middle: int = 14,
+    long: int = 28,
+    tolerance: float = TOLERANCE,
+) -> Panel:
+    """The scanner's Ultimate Oscillator. BP = close - (close[1] if close[1] < low else low) and each A_k =
+    math.sum(BP, k) / math.sum(tr, k), with tr na on the first bar; UO = 100 * (A_short * long/short +
+    A_middle * long/middle + A_long) / (long/short + long/middle + 1), na when any tr sum is 0."""
+    rows, columns = close.shape
+    pressure = np.empty((rows, columns))
+    for i in range(rows):
+        for j in range(columns):
+            previous = close[i - 1, j] if i >= 1 else np.nan
+            pressure[i, j] = close[i, j] - (previous if lt(previous, low[i, j], tolerance) else low[i, j])
+    true_range = tr(high, low, close)
+    short_weight, middle_weight = long / short, long / middle
+    short_range, short_pressure = window_sum(true_range, short), window_sum(pressure, short)
+    middle_range, middle_pressure = window_sum(true_range, middle), window_sum(pressure, middle)
+    long_range, long_pressure = window_sum(true_range, long), window_sum(pressure, long)
+    out = np.full((rows, columns), np.nan)
+    for i in range(rows):
+        for j in range(columns):
+            a, b, c = short_range[i, j], middle_range[i, j], long_range[i, j]
+            if ne(a, 0.0, tolerance) and ne(b, 0.0, tolerance) and ne(c, 0.0, tolerance):
+                weighted = (
+                    short_pressure[i, j] / a * short_weight
+                    + middle_pressure[i, j] / b * middle_weight
+                    + long_pressure[i, j] / c
+                )
+                out[i, j] = weighted / (short_weight + middle_weight + 1.0) * 100.0
+    return out
+
+
+@compiled
+def hma(x: Panel, n: int) -> Panel:
+    """ta.hma: wma(2 * wma(x, n // 2) - wma(x, n), floor(sqrt(n))); for 9 that is wma3(2 * wma4 - wma9)."""
+    return wma(2.0 * wma(x, n // 2) - wma(x, n), int(np.sqrt(n)))
+
+
+@compiled
+def vwma(x: Panel, volume: Panel, n: int) -> Panel:
+    """ta.vwma: sma(x * volume, n) / sma(volume, n); na without volume or when the volume sum is 0."""
+    return divide(sma(x * volume, n), sma(volume, n))
+
+
+@compiled
+def donchian(high: Panel, low: Panel, n: int) -> Panel:
+    """An Ichimoku line over n bars: math.avg(lowest(low, n), highest(high, n))."""
+    return (lowest(low, n) + highest(high, n)) / 2.0
