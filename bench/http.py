@@ -6,6 +6,7 @@ clients (each its own keep-alive connection) and the requests per second they re
 as_of instants in one call. Targets: JSON p50 <= 5 ms, a batch of 130 <= 150 ms.
 """
 
+import os
 import tempfile
 import threading
 import time
@@ -125,6 +126,7 @@ def main() -> None:
             )
             for form in ("json", "arrow"):  # warm-up: the first read loads the run into memory
                 client.get("/features", params={"as_of": as_ofs[-1], "format": form}).raise_for_status()
+            print(f"load average before measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
             json_p50 = report_reads(url, as_ofs)
             batch_p50 = report_batches(client, as_ofs)
     batches = ", ".join(f"{form} {seconds * 1000:.0f} ms" for form, seconds in batch_p50.items())
