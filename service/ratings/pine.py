@@ -351,7 +351,11 @@ def stoch(source: Panel, high: Panel, low: Panel, n: int) -> Panel:
 @compiled
 def rsi(x: Panel, n: int) -> Panel:
     """ta.rsi: U = max(change, 0), D = max(-change, 0) from bar 1; 100 - 100 / (1 + rma(U)/rma(D)), which is
-    100 when rma(D) is 0 and 0 when rma(U) is 0. First value on bar n."""
+    100 when rma(D) is 0 and 0 when rma(U) is 0. First value on bar n.
+
+    On a bar whose source did not change, both averages shrink by the same factor (n - 1)/n, so RSI equals
+    the previous RSI exactly; it is carried, because rounding the two averages separately leaves an ulp of
+    wobble that a flat stretch's Stoch RSI would divide by instead of finding a zero range (na)."""
     delta = change(x)
     up = rma(np.maximum(delta, 0.0), n)
     down = rma(np.maximum(-delta, 0.0), n)
@@ -362,6 +366,8 @@ def rsi(x: Panel, n: int) -> Panel:
             u, d = up[i, j], down[i, j]
             if np.isnan(u) or np.isnan(d):
                 out[i, j] = np.nan
+            elif i >= 1 and delta[i, j] == 0.0 and not np.isnan(out[i - 1, j]):
+                out[i, j] = out[i - 1, j]
             elif d == 0.0:
                 out[i, j] = 100.0
             elif u == 0.0:
