@@ -380,18 +380,28 @@ def rsi(x: Panel, n: int) -> Panel:
 @compiled
 def cci(x: Panel, n: int) -> Panel:
     """ta.cci: (x - sma) / (0.015 * MD), MD the mean of |x[i] - sma| over the last n bars around the current
-    sma; na while the window holds an na, and where MD is 0."""
-    mean = sma(x, n)
+    sma; na while the window holds an na, and where MD is 0.
+
+    Computed from the window's offsets to the current value, x[i] - x, which are exact for nearby values:
+    so a flat window is 0 / 0 (na) and the bar after one is exactly 2000/3, whatever the size of the move,
+    where x - sma would keep the rounding of the sum."""
     rows, columns = x.shape
     out = np.full((rows, columns), np.nan)
+    mean_offset = np.empty(columns)  # sma - x
     deviation = np.empty(columns)
     for i in range(n - 1, rows):
+        mean_offset[:] = 0.0
         deviation[:] = 0.0
         for back in range(n):
             for j in range(columns):  # the symbols of a bar are independent: one vector operation
-                deviation[j] += abs(x[i - back, j] - mean[i, j])
+                mean_offset[j] += x[i - back, j] - x[i, j]
         for j in range(columns):
-            out[i, j] = finite((x[i, j] - mean[i, j]) / (0.015 * (deviation[j] / n)))
+            mean_offset[j] /= n
+        for back in range(n):
+            for j in range(columns):
+                deviation[j] += abs(x[i - back, j] - x[i, j] - mean_offset[j])
+        for j in range(columns):
+            out[i, j] = finite(-mean_offset[j] / (0.015 * (deviation[j] / n)))
     return out
 
 
