@@ -383,8 +383,8 @@ def cci(x: Panel, n: int) -> Panel:
     sma; na while the window holds an na, and where MD is 0.
 
     Computed from the window's offsets to the current value, x[i] - x, which are exact for nearby values:
-    so a flat window is 0 / 0 (na) and the bar after one is exactly 2000/3, whatever the size of the move,
-    where x - sma would keep the rounding of the sum."""
+    so a flat window is 0 / 0 (na) and the bar after one is 2000/3 to a few ulp, whatever the size of the
+    move, where x - sma would keep the rounding of the sum."""
     rows, columns = x.shape
     out = np.full((rows, columns), np.nan)
     mean_offset = np.empty(columns)  # sma - x

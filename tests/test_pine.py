@@ -1,0 +1,405 @@
+"""Each Pine primitive against a plain loop written from RATINGS_SPEC section 3, on generated panels: price
+walks with flat stretches, leading na runs, na holes and columns of different lengths (left-aligned, padded
+with na). Values agree within 1e-9 relative, na positions exactly.
+
+The window references add exactly (fractions.Fraction): a flat window's deviation is then 0, as the spec's
+arithmetic says, where a float sum would leave an ulp of noise to divide by."""
+
+import math
+from fractions import Fraction
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.ratings import pine
+
+NA = math.nan
+TOLERANCE = 1e-10
+SETTINGS = settings(max_examples=40, deadline=None)
+MOVES = st.one_of(st.just(0.0), st.floats(0.001, 0.06), st.floats(-0.06, -0.001))
+"""Relative moves from bar to bar: none (flat stretches) or at least 0.1%, so that no result rests on a
+difference at the limit of double precision."""
+
+
+def isna(value: float) -> bool:
+    return value != value
+
+
+# Generated panels -------------------------------------------------------------------------------------
+
+
+@st.composite
+def walks(draw, *, max_bars: int = 60, holes: bool = True) -> tuple[np.ndarray, list[int]]:
+    """A (bars x symbols) C-ordered panel of price walks, and each column's length (na after it)."""
+    rows = draw(st.integers(0, max_bars))
+    lengths = draw(st.lists(st.integers(0, rows), min_size=1, max_size=3))
+    panel = np.full((rows, len(lengths)), NA)
+    for j, length in enumerate(lengths):
+        moves = draw(st.lists(MOVES, min_size=length, max_size=length))
+        column = 100.0 * np.cumprod(1.0 + np.array(moves, dtype=float))
+        if holes and length:
+            column[: draw(st.integers(0, min(4, length)))] = NA  # an upstream warm-up
+            gaps = draw(st.lists(st.sampled_from([False] * 9 + [True]), min_size=length, max_size=length))
+            column[np.array(gaps, dtype=bool)] = NA
+        panel[:length, j] = column
+    return np.ascontiguousarray(panel), lengths
+
+
+@st.composite
+def ohlc(draw, *, max_bars: int = 70) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """High, low, close panels: a close walk (no holes) and a high/low reach of 0 (flat bars), 0.1% or 2%."""
+    close, _ = draw(walks(max_bars=max_bars, holes=False))
+    reach = st.lists(st.sampled_from([0.0, 0.001, 0.02]), min_size=close.size, max_size=close.size)
+    up, down = (np.array(draw(reach)).reshape(close.shape) for _ in range(2))
+    return close * (1.0 + up), close * (1.0 - down), close
+
+
+def by_column(reference, *panels, **parameters) -> np.ndarray:
+    """The reference loop applied to each column (as lists), stacked back into a panel."""
+    columns = [
+        reference(*(panel[:, j].tolist() for panel in panels), **parameters)
+        for j in range(panels[0].shape[1])
+    ]
+    return np.array(columns, dtype=float).T.reshape(panels[0].shape)
+
+
+def assert_matches(actual: np.ndarray, expected: np.ndarray, scale: float = 100.0) -> None:
+    """Within 1e-9 relative (plus a few ulp of the primitive's scale for values near 0); na exactly."""
+    np.testing.assert_allclose(actual, expected, rtol=1e-9, atol=1e-12 * scale, equal_nan=True)
+
+
+# References, written from RATINGS_SPEC section 3 --------------------------------------------------------
+
+
+def ref_shift(x, bars=1):
+    return [x[i - bars] if i >= bars else NA for i in range(len(x))]
+
+
+def ref_change(x, bars=1):
+    return [x[i] - x[i - bars] if i >= bars else NA for i in range(len(x))]
+
+
+def ref_fixnan(x):
+    out, last = [], NA
+    for value in x:
+        last = last if isna(value) else value
+        out.append(last)
+    return out
+
+
+def window(x, i, n):
+    """The last n values at bar i, or None while fewer than n bars exist or one of them is na."""
+    values = x[i - n + 1 : i + 1] if i >= n - 1 else []
+    return None if len(values) < n or any(isna(v) for v in values) else [Fraction(v) for v in values]
+
+
+def ref_sma(x, n):
+    out, seen = [], []
+    for value in x:
+        if isna(value):
+            out.append(NA)
+            continue
+        seen = [*seen, Fraction(value)][-n:]
+        out.append(float(sum(seen) / n) if len(seen) == n else NA)
+    return out
+
+
+def ref_seeded(x, n, wilder):
+    out, count, total, state = [], 0, 0.0, NA
+    for value in x:
+        if isna(value):
+            out.append(NA)
+            continue
+        count += 1
+        if count < n:
+            total += value
+            out.append(NA)
+            continue
+        if count == n:
+            state = (total + value) / n
+        elif wilder:
+            state = (state * (n - 1) + value) / n
+        else:
+            state = state + 2 / (n + 1) * (value - state)
+        out.append(state)
+    return out
+
+
+def ref_wma(x, n):
+    out = []
+    for i in range(len(x)):
+        values = window(x, i, n)
+        out.append(
+            NA
+            if values is None
+            else float(sum((k + 1) * v for k, v in enumerate(values)) / (n * (n + 1) / 2))
+        )
+    return out
+
+
+def ref_extreme(x, n, pick):
+    return [NA if (values := window(x, i, n)) is None else float(pick(values)) for i in range(len(x))]
+
+
+def ref_window_sum(x, n):
+    return [NA if (values := window(x, i, n)) is None else float(sum(values)) for i in range(len(x))]
+
+
+def ref_tr(high, low, close):
+    out = [NA]
+    for i in range(1, len(close)):
+        parts = (high[i] - low[i], abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1]))
+        out.append(NA if any(isna(p) for p in parts) else max(parts))
+    return out[: len(close)]
+
+
+def ratio(numerator, denominator):
+    """Pine's division: na for na operands and for a division by zero."""
+    if isna(numerator) or isna(denominator) or denominator == 0:
+        return NA
+    return numerator / denominator
+
+
+def ref_stoch(source, high, low, n):
+    top, bottom = ref_extreme(high, n, max), ref_extreme(low, n, min)
+    return [ratio(100 * (s - b), t - b) for s, t, b in zip(source, top, bottom, strict=True)]
+
+
+def ref_rsi(x, n):
+    delta = ref_change(x)
+    up = ref_seeded([NA if isna(d) else max(d, 0.0) for d in delta], n, True)
+    down = ref_seeded([NA if isna(d) else max(-d, 0.0) for d in delta], n, True)
+    out = []
+    for i, (u, d) in enumerate(zip(up, down, strict=True)):
+        if isna(u) or isna(d):
+            out.append(NA)
+        elif delta[i] == 0 and not isna(out[i - 1]):
+            out.append(out[i - 1])  # unchanged source: both averages shrink alike, RSI is exactly unchanged
+        else:
+            out.append(100.0 if d == 0 else 0.0 if u == 0 else 100 - 100 / (1 + u / d))
+    return out
+
+
+def ref_cci(x, n):
+    out = []
+    for i in range(len(x)):
+        values = window(x, i, n)
+        if values is None:
+            out.append(NA)
+            continue
+        mean = sum(values) / n
+        deviation = sum(abs(v - mean) for v in values) / n
+        out.append(NA if deviation == 0 else float((values[-1] - mean) / (Fraction(3, 200) * deviation)))
+    return out
+
+
+def gt(a, b):
+    return a - b > TOLERANCE
+
+
+def lt(a, b):
+    return a - b < -TOLERANCE
+
+
+def ref_dmi(high, low, close, di_length, adx_smoothing):
+    up, down = ref_change(high), [-d for d in ref_change(low)]
+    plus_dm = [u if gt(u, d) and gt(u, 0) else 0.0 for u, d in zip(up, down, strict=True)]
+    minus_dm = [d if gt(d, u) and gt(d, 0) else 0.0 for u, d in zip(up, down, strict=True)]
+    true_range = ref_seeded(ref_tr(high, low, close), di_length, True)
+    plus = ref_fixnan(
+        [ratio(100 * p, t) for p, t in zip(ref_seeded(plus_dm, di_length, True), true_range, strict=True)]
+    )
+    minus = ref_fixnan(
+        [ratio(100 * m, t) for m, t in zip(ref_seeded(minus_dm, di_length, True), true_range, strict=True)]
+    )
+    spread = [
+        abs(p - m) / (1.0 if abs(p + m) <= TOLERANCE else p + m) for p, m in zip(plus, minus, strict=True)
+    ]
+    return plus, minus, [100 * a for a in ref_seeded(spread, adx_smoothing, True)]
+
+
+def ref_wpr(high, low, close, n):
+    top, bottom = ref_extreme(high, n, max), ref_extreme(low, n, min)
+    return [ratio(t - c, t - b) * -100 for c, t, b in zip(close, top, bottom, strict=True)]
+
+
+def ref_uo(high, low, close, short, middle, long):
+    previous = ref_shift(close)
+    pressure = [c - (p if lt(p, lo) else lo) for c, p, lo in zip(close, previous, low, strict=True)]
+    true_range = ref_tr(high, low, close)
+    weights = (long / short, long / middle, 1.0)
+    sums = [(ref_window_sum(pressure, k), ref_window_sum(true_range, k)) for k in (short, middle, long)]
+    out = []
+    for i in range(len(close)):
+        ranges = [r[i] for _, r in sums]
+        if any(isna(r) or abs(r) <= TOLERANCE for r in ranges):
+            out.append(NA)
+            continue
+        weighted = sum(p[i] / r[i] * w for (p, r), w in zip(sums, weights, strict=True))
+        out.append(weighted / sum(weights) * 100)
+    return out
+
+
+def ref_crossed(a, b, sign):
+    out, armed = [], False
+    for x, y in zip(a, b, strict=True):
+        gap = (x - y) * sign
+        out.append(armed and gap > 0)
+        if not isna(gap):
+            armed = gap <= 0
+    return out
+
+
+# The properties ---------------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(walks(), st.integers(1, 5))
+def test_shift_change_mom_fixnan(walk, bars):
+    x, _ = walk
+    assert_matches(pine.shift(x, bars), by_column(ref_shift, x, bars=bars))
+    assert_matches(pine.change(x, bars), by_column(ref_change, x, bars=bars))
+    assert_matches(pine.mom(x, bars), by_column(ref_change, x, bars=bars))
+    assert_matches(pine.fixnan(x), by_column(ref_fixnan, x))
+
+
+@SETTINGS
+@given(walks(), st.integers(1, 25))
+def test_sma_skips_na_bars(walk, n):
+    x, _ = walk
+    assert_matches(pine.sma(x, n), by_column(ref_sma, x, n=n))
+
+
+@SETTINGS
+@given(walks(), st.integers(1, 25))
+def test_ema_and_rma_seed_with_the_sma(walk, n):
+    x, _ = walk
+    assert_matches(pine.ema(x, n), by_column(ref_seeded, x, n=n, wilder=False))
+    assert_matches(pine.rma(x, n), by_column(ref_seeded, x, n=n, wilder=True))
+
+
+@SETTINGS
+@given(walks(), st.integers(1, 12))
+def test_wma_and_hma(walk, n):
+    x, _ = walk
+    assert_matches(pine.wma(x, n), by_column(ref_wma, x, n=n))
+
+    def ref_hma(values):
+        fast, slow = ref_wma(values, 4), ref_wma(values, 9)
+        return ref_wma([2 * f - s for f, s in zip(fast, slow, strict=True)], 3)
+
+    assert_matches(pine.hma(x, 9), by_column(ref_hma, x))
+
+
+@SETTINGS
+@given(walks(), st.integers(1, 30))
+def test_highest_lowest_and_window_sum(walk, n):
+    x, _ = walk
+    assert_matches(pine.highest(x, n), by_column(ref_extreme, x, n=n, pick=max))
+    assert_matches(pine.lowest(x, n), by_column(ref_extreme, x, n=n, pick=min))
+    assert_matches(pine.window_sum(x, n), by_column(ref_window_sum, x, n=n), scale=100.0 * n)
+
+
+@SETTINGS
+@given(ohlc(), st.integers(1, 20))
+def test_tr_stoch_wpr_and_donchian(bars, n):
+    high, low, close = bars
+    assert_matches(pine.tr(high, low, close), by_column(ref_tr, high, low, close))
+    assert_matches(pine.stoch(close, high, low, n), by_column(ref_stoch, close, high, low, n=n))
+    assert_matches(pine.wpr(high, low, close, n), by_column(ref_wpr, high, low, close, n=n))
+
+    def ref_donchian(h, lo):
+        return [(b + t) / 2 for b, t in zip(ref_extreme(lo, n, min), ref_extreme(h, n, max), strict=True)]
+
+    assert_matches(pine.donchian(high, low, n), by_column(ref_donchian, high, low))
+
+
+@SETTINGS
+@given(walks(max_bars=80), st.integers(2, 20))
+def test_rsi(walk, n):
+    x, _ = walk
+    assert_matches(pine.rsi(x, n), by_column(ref_rsi, x, n=n))
+
+
+@SETTINGS
+@given(walks(max_bars=80), st.integers(2, 20))
+def test_cci_around_the_current_sma(walk, n):
+    x, _ = walk
+    assert_matches(pine.cci(x, n), by_column(ref_cci, x, n=n), scale=1000.0)
+
+
+@SETTINGS
+@given(ohlc(max_bars=80), st.integers(2, 14), st.integers(2, 14))
+def test_dmi_scanner_variant(bars, di_length, adx_smoothing):
+    high, low, close = bars
+    plus, minus, adx = pine.dmi(high, low, close, di_length, adx_smoothing, TOLERANCE)
+    columns = [
+        ref_dmi(high[:, j].tolist(), low[:, j].tolist(), close[:, j].tolist(), di_length, adx_smoothing)
+        for j in range(close.shape[1])
+    ]
+    for k, actual in enumerate((plus, minus, adx)):
+        assert_matches(
+            actual, np.array([column[k] for column in columns], dtype=float).T.reshape(close.shape)
+        )
+
+
+@SETTINGS
+@given(ohlc(max_bars=80))
+def test_uo_scanner_form(bars):
+    high, low, close = bars
+    assert_matches(
+        pine.uo(high, low, close, 7, 14, 28, TOLERANCE),
+        by_column(ref_uo, high, low, close, short=7, middle=14, long=28),
+    )
+
+
+@SETTINGS
+@given(walks(), st.integers(1, 12))
+def test_vwma(walk, n):
+    x, _ = walk
+    volume = np.where(np.isnan(x), NA, np.round(x) % 3)  # includes zero volume, so zero sums happen
+
+    def ref_vwma(values, volumes):
+        weighted = ref_sma([v * w for v, w in zip(values, volumes, strict=True)], n)
+        return [ratio(a, b) for a, b in zip(weighted, ref_sma(volumes, n), strict=True)]
+
+    assert_matches(pine.vwma(x, volume, n), by_column(ref_vwma, x, volume))
+
+
+@SETTINGS
+@given(walks(), walks())
+def test_crossover_and_crossunder(first, second):
+    a, _ = first
+    b = np.resize(second[0], a.shape) if second[0].size else np.full(a.shape, NA)
+    b = np.ascontiguousarray(b)
+    np.testing.assert_array_equal(pine.crossover(a, b), by_column(ref_crossed, a, b, sign=1.0).astype(bool))
+    np.testing.assert_array_equal(pine.crossunder(a, b), by_column(ref_crossed, a, b, sign=-1.0).astype(bool))
+
+
+def test_tolerant_comparisons():
+    price = 0.0408
+    assert (
+        pine.eq(price, price + 5e-11)
+        and not pine.lt(price, price + 5e-11)
+        and not pine.gt(price + 5e-11, price)
+    )
+    assert pine.lt(price, price + 2e-10) and pine.gt(price + 2e-10, price) and pine.ne(price, price + 2e-10)
+    assert not pine.eq(price, price + 5e-11, 0.0) and pine.lt(price, price + 5e-11, 0.0)
+    assert not (pine.lt(NA, 1.0) or pine.gt(NA, 1.0) or pine.eq(NA, NA) or pine.ne(NA, 1.0))
+    x = np.array([[1.0], [1.0 + 5e-11], [1.0 + 1e-9], [NA]])
+    np.testing.assert_array_equal(pine.eq(x, 1.0), [[True], [True], [False], [False]])
+
+
+def test_flat_windows_divide_by_zero():
+    """A flat window: stoch's range, W%R's range and CCI's deviation are 0, so each is na; RSI is 100
+    (rma(D) = 0 is checked first) and the bar after a flat CCI window is 2000/3, whatever the move."""
+    flat = np.full((40, 1), 7.25)
+    assert np.isnan(pine.stoch(flat, flat, flat, 14)).all() and np.isnan(pine.wpr(flat, flat, flat, 14)).all()
+    assert np.isnan(pine.cci(flat, 20)).all()
+    assert (pine.rsi(flat, 14)[14:] == 100).all() and np.isnan(pine.rsi(flat, 14)[:14]).all()
+    for move in (1e-7, 0.5):
+        moved = flat.copy()
+        moved[-1] += move
+        np.testing.assert_allclose(pine.cci(moved, 20)[-1, 0], 2000 / 3, rtol=1e-14)
+    assert (pine.sma(flat, 20)[19:] == 7.25).all()  # a window of equal values averages to that value exactly
