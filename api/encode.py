@@ -19,6 +19,9 @@ import pyarrow.compute as pc
 import pyarrow.csv
 from fastapi import Response
 
+from storage.read import CrossSection
+from storage.time import iso
+
 Format = Literal["json", "arrow", "csv"]
 MEDIA_TYPES: dict[str, str] = {
     "json": "application/json",
@@ -30,10 +33,6 @@ MEDIA_TYPES: dict[str, str] = {
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 """Characters a JSON string must escape."""
 
-
-def iso(instant: pd.Timestamp) -> str:
-    """An instant as ISO-8601 UTC with a `Z`."""
-    return instant.tz_convert("UTC").isoformat().replace("+00:00", "Z")
 
 
 def _json_text(values: pa.Array) -> pa.Array:
@@ -86,6 +85,30 @@ def json_rows(frames: Sequence[pd.DataFrame]) -> list[orjson.Fragment]:
     ]
 
 
+def cross_section_documents(sections: Sequence[CrossSection]) -> list[dict[str, Any]]:
+    """Cross-sections as the API serves them (as_of, run_id, interval, features, rows, stale), ready for
+    orjson; the CLI prints the same documents."""
+    rows = json_rows([section.rows for section in sections])
+    return [
+        {
+            "as_of": iso(section.as_of),
+            "run_id": section.run_id,
+            "interval": section.interval,
+            "features": section.features,
+            "rows": section_rows,
+            "stale": section.stale,
+        }
+        for section, section_rows in zip(sections, rows, strict=True)
+    ]
+
+
+def csv_bytes(rows: pd.DataFrame) -> bytes:
+    """Rows as CSV, written by Arrow (ISO instants, empty cells for na)."""
+    sink = pa.BufferOutputStream()
+    pyarrow.csv.write_csv(pa.Table.from_pandas(rows, preserve_index=False, nthreads=1), sink)
+    return sink.getvalue().to_pybytes()
+
+
 def json_response(payload: Any) -> Response:
     return Response(orjson.dumps(payload), media_type=MEDIA_TYPES["json"])
 
@@ -93,21 +116,22 @@ def json_response(payload: Any) -> Response:
 def table_response(rows: pd.DataFrame, form: Format, metadata: dict[str, Any]) -> Response:
     """Rows as an Arrow IPC stream (envelope in the schema metadata) or CSV (envelope's run_id and as_of
     in `X-Asof-*` headers)."""
-    table = pa.Table.from_pandas(rows, preserve_index=False, nthreads=1)
-    sink = pa.BufferOutputStream()
     if form == "arrow":
+        table = pa.Table.from_pandas(rows, preserve_index=False, nthreads=1)
         envelope = {key: orjson.dumps(value) for key, value in metadata.items()}
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **envelope})
+        sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
+        body = sink.getvalue().to_pybytes()
     else:
-        pyarrow.csv.write_csv(table, sink)
+        body = csv_bytes(rows)
     headers = {
         f"X-Asof-{key.replace('_', '-')}": str(metadata[key])
         for key in ("run_id", "as_of")
         if key in metadata
     }
-    return Response(sink.getvalue().to_pybytes(), media_type=MEDIA_TYPES[form], headers=headers)
+    return Response(body, media_type=MEDIA_TYPES[form], headers=headers)
 
 
 def stack(frames: Sequence[pd.DataFrame], keys: Sequence[Any], name: str) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from storage.read import FeatureStore
+from storage.time import iso
 
 
 class CrossSectionLike(Protocol):
@@ -103,7 +104,7 @@ class HttpFeatures:
         *,
         max_staleness: int = 5,
     ) -> list[CrossSectionLike]:
-        instants = list(dict.fromkeys(_iso(as_of) for as_of in as_ofs))  # each distinct instant asked once
+        instants = list(dict.fromkeys(iso(as_of) for as_of in as_ofs))  # each distinct instant asked once
         found: dict[str, _Section] = {}
         for start in range(0, len(instants), self.chunk):
             body = {
@@ -116,7 +117,7 @@ class HttpFeatures:
             response = self._request("POST", "/features/batch", params={"format": "arrow"}, json=body)
             found |= _sections(response.content, body["as_of"])
             self.run_id = next(iter(found.values())).run_id
-        return [found[_iso(as_of)] for as_of in as_ofs]
+        return [found[iso(as_of)] for as_of in as_ofs]
 
     def close(self) -> None:
         self._http.close()
@@ -200,7 +201,7 @@ def _sections(content: bytes, instants: list[str]) -> dict[str, _Section]:
     metadata = table.schema.metadata or {}
     envelope = {key: orjson.loads(metadata[key.encode()]) for key in ("run_id", "interval", "stale")}
     rows = table.to_pandas(types_mapper={pa.int8(): pd.Int8Dtype()}.get)  # votes stay nullable integers
-    groups = {_iso(as_of): group for as_of, group in rows.groupby("as_of", sort=False)}
+    groups = {iso(as_of): group for as_of, group in rows.groupby("as_of", sort=False)}
     empty = rows.iloc[:0]
     return {
         instant: _Section(
@@ -212,10 +213,6 @@ def _sections(content: bytes, instants: list[str]) -> dict[str, _Section]:
         )
         for instant in instants
     }
-
-
-def _iso(instant: pd.Timestamp) -> str:
-    return pd.Timestamp(instant).tz_convert("UTC").isoformat().replace("+00:00", "Z")
 
 
 def _detail(response: httpx.Response) -> str:

@@ -20,8 +20,8 @@ from backtest.optimisers import OPTIMISERS
 from backtest.report import write_report
 from backtest.selection import SelectionPolicy
 from cli.app import app
-from cli.store import DataDir, _existing, _one_line_errors, _progress_bar, _summary_table
-from cli.trading import _progress, _summary
+from cli.console import DataDir, existing_data_dir, one_line_errors, progress_bar, symbol_table
+from cli.trading import print_summary
 from service.audit import AuditReport, audit_run
 from service.backfill import BackfillFailed, BackfillResult, HistoricalFeatureBackfill
 from service.sources import read_candidates, read_returns
@@ -60,8 +60,10 @@ def audit(
 
     Example: asof audit --run-id 20240301T120000Z-3f2a1c --samples 50 --data-dir data
     """
-    with _one_line_errors():
-        report = audit_run(_existing(data_dir), run_id, samples=samples, seed=seed, progress=_announce)
+    with one_line_errors():
+        report = audit_run(
+            existing_data_dir(data_dir), run_id, samples=samples, seed=seed, progress=_announce
+        )
         _finish_audit(report, out or summary_dir(data_dir, report.run_id))
 
 
@@ -114,7 +116,7 @@ def pipeline(
     --candidates data/portfolio_candidates.json --top-k 10 --optimizer hrp --data-dir data
     """
     console = Console(soft_wrap=False, highlight=False)
-    with _one_line_errors():
+    with one_line_errors():
         policy = SelectionPolicy(
             rank_by=rank_by,
             top_k=top_k,
@@ -144,7 +146,7 @@ def pipeline(
 
         console.print("[1/4] backfill")
         try:
-            with _progress_bar() as progress:
+            with progress_bar("backfill", "symbols") as progress:
                 backfilled = HistoricalFeatureBackfill(
                     data_dir,
                     lake=lake,
@@ -155,7 +157,7 @@ def pipeline(
                     keep_zero_volume=keep_zero_volume,
                 ).run(progress=progress)
         except BackfillFailed as failure:
-            console.print(_summary_table(failure.statuses))
+            console.print(symbol_table(failure.statuses))
             raise
         _print_backfill(console, backfilled)
         run = backfilled.run
@@ -183,7 +185,7 @@ def pipeline(
             else nullcontext(LocalFeatures(data_dir, run_id=run.run_id))
         ) as features:
             for mode, engine in engines.items():
-                with _progress(mode) as progress:
+                with progress_bar(f"backtest {mode}", "rebalances", lines=10) as progress:
                     results[mode] = engine.run(matrix, features, symbols=universe, progress=progress)
 
         console.print("[4/4] report")
@@ -209,7 +211,7 @@ def pipeline(
             (folder / "data").mkdir(exist_ok=True)
             matrix_file = Path(shutil.copy2(matrix_file, folder / "data" / matrix_file.name))
         typer.echo(f"features matrix: {matrix_file}")
-        _summary(results, files.report)
+        print_summary(results, files.report)
 
 
 @app.command()
@@ -230,7 +232,7 @@ def demo(
 
     Example: asof demo --data-dir data
     """
-    with _one_line_errors():
+    with one_line_errors():
         bars = round(years * pd.Timedelta(days=365.25) / interval_length("1d"))
         universe = SyntheticUniverse(n_symbols=symbols, n_bars=bars, seed=seed)
         files = universe.write(data_dir / "sample")
@@ -273,7 +275,7 @@ def _print_backfill(console: Console, result: BackfillResult) -> None:
         f"({sum(result.timings.values()):.1f} s)"
     )
     if failed:
-        console.print(_summary_table(failed))
+        console.print(symbol_table(failed))
 
 
 def _announce(check: str) -> None:

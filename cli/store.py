@@ -3,37 +3,22 @@
 Errors print one line naming what was wrong and exit 1, never a traceback.
 """
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import duckdb
 import orjson
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
-from api.encode import iso, json_rows
+from api.encode import cross_section_documents, csv_bytes
 from cli.app import app
-from service.backfill import BackfillCancelled, BackfillFailed, BackfillResult, HistoricalFeatureBackfill
-from storage.catalog import SymbolStatus
+from cli.console import DataDir, existing_data_dir, one_line_errors, progress_bar, symbol_table
+from service.backfill import BackfillFailed, BackfillResult, HistoricalFeatureBackfill
 from storage.export import export_matrix
-from storage.read import CrossSection, FeatureStore
-
-DataDir = Annotated[
-    Path,
-    typer.Option(
-        "--data-dir", envvar="ASOF_DATA_DIR", help="Data directory holding the catalog and the runs."
-    ),
-]
+from storage.read import FeatureStore
+from storage.time import iso
 
 
 class OutputFormat(StrEnum):
@@ -75,7 +60,7 @@ def backfill(
 
     Example: asof backfill --lake data/lake --candidates data/candidates.json --interval 1d --start 2020-01-01
     """
-    with _one_line_errors():
+    with one_line_errors():
         if candidates is not None and symbols is not None:
             raise ValueError("give --candidates or --symbols, not both")
         job = HistoricalFeatureBackfill(
@@ -93,10 +78,10 @@ def backfill(
         )
         out = Console(soft_wrap=False)
         try:
-            with _progress_bar() as progress:
+            with progress_bar("backfill", "symbols") as progress:
                 result = job.run(progress=progress)
         except BackfillFailed as failure:
-            out.print(_summary_table(failure.statuses))
+            out.print(symbol_table(failure.statuses))
             raise
         _print_result(out, result)
 
@@ -123,8 +108,8 @@ def features(
 
     Example: asof features --as-of 2024-03-01 --symbols BINANCE:BTCUSDT,BINANCE:ETHUSDT --features all
     """
-    with _one_line_errors():
-        store = FeatureStore(_existing(data_dir), index=False)
+    with one_line_errors():
+        store = FeatureStore(existing_data_dir(data_dir), index=False)
         section = store.cross_section(
             as_of,
             symbols=_names(symbols),
@@ -133,9 +118,11 @@ def features(
             max_staleness=max_staleness,
         )
         if output is OutputFormat.json:
-            typer.echo(cross_section_json(section).decode())
+            typer.echo(
+                orjson.dumps(cross_section_documents([section])[0], option=orjson.OPT_INDENT_2).decode()
+            )
         else:
-            typer.echo(_csv(section.rows), nl=False)
+            typer.echo(csv_bytes(section.rows).decode(), nl=False)
 
 
 @app.command()
@@ -152,29 +139,9 @@ def export(
 
     Example: asof export --run-id 20240301T120000Z-3f2a1c --features all --data-dir data
     """
-    with _one_line_errors():
-        store = FeatureStore(_existing(data_dir), index=False)
+    with one_line_errors():
+        store = FeatureStore(existing_data_dir(data_dir), index=False)
         typer.echo(str(export_matrix(store, run_id, features=_feature_names(features))))
-
-
-def cross_section_json(section: CrossSection) -> bytes:
-    """The cross-section as the API serves it: as_of, run_id, interval, features, rows, stale."""
-    document = {
-        "as_of": iso(section.as_of),
-        "run_id": section.run_id,
-        "interval": section.interval,
-        "features": section.features,
-        "rows": json_rows([section.rows])[0],
-        "stale": section.stale,
-    }
-    return orjson.dumps(document, option=orjson.OPT_INDENT_2)
-
-
-def _csv(rows: pd.DataFrame) -> str:
-    """The rows as CSV, written the way the API writes them."""
-    sink = pa.BufferOutputStream()
-    pyarrow.csv.write_csv(pa.Table.from_pandas(rows, preserve_index=False), sink)
-    return sink.getvalue().to_pybytes().decode()
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -192,73 +159,11 @@ def _feature_names(value: str | None) -> list[str] | str | None:
     return value if value == "all" else _names(value)
 
 
-def _existing(data_dir: Path) -> Path:
-    if not data_dir.is_dir():
-        raise ValueError(f"data directory {str(data_dir)!r} does not exist (set --data-dir or ASOF_DATA_DIR)")
-    return data_dir
-
-
-@contextmanager
-def _progress_bar() -> Iterator[Callable[[int, int], None]]:
-    """A progress callback: a live bar on a terminal, one plain line per chunk otherwise (logs, pipes)."""
-    console = Console(stderr=True)
-    if not console.is_terminal:
-
-        def report(done: int, total: int) -> None:
-            print(f"backfill: {done}/{total} symbols", file=sys.stderr, flush=True)
-
-        yield report
-        return
-    columns = (
-        TextColumn("backfill"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("symbols"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("backfill", total=None)
-
-        def report(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield report
-
-
 def _print_result(out: Console, result: BackfillResult) -> None:
     run, statuses = result.run, result.statuses
     ok = sum(status.ok for status in statuses)
     span = f"{iso(run.start)} .. {iso(run.end)}" if run.start is not None and run.end is not None else "-"
     out.print(f"run {run.run_id}: {ok} of {len(statuses)} symbols ok, {run.rows} rows, {span}")
-    out.print(_summary_table(statuses))
+    out.print(symbol_table(statuses))
     split = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
     out.print(f"time: {split}")
-
-
-def _summary_table(statuses: list[SymbolStatus]) -> Table:
-    """Per symbol: ok or failed, rows stored, rows dropped (duplicates, zero volume), refused, reason."""
-    table = Table("symbol", "status", "rows", "dropped", "refused", "reason")
-    for status in statuses:
-        table.add_row(
-            Text(status.symbol),
-            "ok" if status.ok else "failed",
-            str(status.rows),
-            str(status.duplicates + status.zero_volume),
-            str(status.refused),
-            Text(status.reason or ""),  # plain text: a reason may hold brackets rich would read as markup
-        )
-    return table
-
-
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """Turn the errors a user can cause into `error: <message>` on stderr and exit status 1."""
-    try:
-        yield
-    except (ValueError, LookupError, OSError, duckdb.Error, BackfillCancelled) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        typer.echo("error: interrupted; nothing was published", err=True)
-        raise typer.Exit(130) from None

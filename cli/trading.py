@@ -3,17 +3,12 @@
 Errors print one line naming what was wrong and exit 1, never a traceback.
 """
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backtest.client import FeatureClient, HttpFeatures, LocalFeatures
 from backtest.engine import MODES, Backtest, BacktestResult
@@ -21,7 +16,7 @@ from backtest.optimisers import OPTIMISERS
 from backtest.report import LABELS, write_report
 from backtest.selection import SelectionPolicy
 from cli.app import app
-from cli.store import _one_line_errors
+from cli.console import one_line_errors, progress_bar
 from service.sources import read_candidates, read_returns
 
 
@@ -80,7 +75,7 @@ def backtest(
     Example: asof backtest --returns data/returns_matrix.parquet --service http://localhost:8000
     --rebalance-every 20 --top-k 10 --optimizer hrp --mode both --out reports/backtest
     """
-    with _one_line_errors():
+    with one_line_errors():
         if (service is None) == (data_dir is None):
             raise ValueError("give exactly one of --service URL or --data-dir DIR")
         matrix = read_returns(returns)
@@ -120,13 +115,13 @@ def backtest(
                 mode=name,
                 max_staleness=max_staleness,
             )
-            with _progress(name) as progress:
+            with progress_bar(f"backtest {name}", "rebalances", lines=10) as progress:
                 results[name] = engine.run(matrix, features, symbols=symbols, progress=progress)
         files = write_report(out, results, settings={**settings, "run_id": features.run_id})
-        _summary(results, files.report)
+        print_summary(results, files.report)
 
 
-def _summary(results: dict[str, BacktestResult], report: Path) -> None:
+def print_summary(results: dict[str, BacktestResult], report: Path) -> None:
     for mode, result in results.items():
         m = result.metrics
         timings = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
@@ -135,25 +130,3 @@ def _summary(results: dict[str, BacktestResult], report: Path) -> None:
             f"{m['max_drawdown']:.2%}, {m['rebalances']} rebalances ({timings})"
         )
     typer.echo(f"report: {report}")
-
-
-@contextmanager
-def _progress(mode: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress callback: a live bar on a terminal, a line every tenth of the way otherwise."""
-    console = Console(stderr=True)
-    if not console.is_terminal:
-
-        def report(done: int, total: int) -> None:
-            if done == total or done % max(1, total // 10) == 0:
-                print(f"backtest {mode}: {done}/{total} rebalances", file=sys.stderr, flush=True)
-
-        yield report
-        return
-    columns = (TextColumn(f"backtest {mode}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task(mode, total=None)
-
-        def report(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield report

@@ -26,6 +26,11 @@ def interval_length(interval: str) -> pd.Timedelta:
         raise ValueError(f"unknown interval {interval!r}; expected one of {', '.join(INTERVALS)}") from None
 
 
+def iso(instant: pd.Timestamp | datetime) -> str:
+    """An instant as ISO-8601 UTC with a `Z`: how every answer writes time."""
+    return pd.Timestamp(instant).tz_convert("UTC").isoformat().replace("+00:00", "Z")
+
+
 def parse_instant(value: str | datetime | pd.Timestamp, *, name: str = "as_of") -> pd.Timestamp:
     """An ISO-8601 instant in UTC: offsets are converted, no offset means UTC, a bare date is 00:00 UTC.
 

@@ -1,12 +1,20 @@
 """Point-in-time feature reads. Every one goes through `storage.read.FeatureStore`, the one read function
 that applies the point-in-time rule; this module only parses requests and encodes answers."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 from fastapi import APIRouter, Query, Response
 
-from api.encode import MEDIA_TYPES, Format, iso, json_response, json_rows, stack, table_response
+from api.encode import (
+    MEDIA_TYPES,
+    Format,
+    cross_section_documents,
+    json_response,
+    json_rows,
+    stack,
+    table_response,
+)
 from api.errors import ERROR_RESPONSES, bad_input_is_422
 from api.schemas import (
     BatchIn,
@@ -20,7 +28,7 @@ from api.schemas import (
 from api.state import Store
 from service.ratings.features import ROW_META
 from storage.catalog import NoRunError
-from storage.read import CrossSection
+from storage.time import iso
 
 router = APIRouter(tags=["features"])
 _TABLE_FORMATS = {
@@ -36,21 +44,6 @@ def _now() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC")
 
 
-def _sections_json(sections: list[CrossSection]) -> list[dict[str, Any]]:
-    rows = json_rows([section.rows for section in sections])
-    return [
-        {
-            "as_of": iso(section.as_of),
-            "run_id": section.run_id,
-            "interval": section.interval,
-            "features": section.features,
-            "rows": section_rows,
-            "stale": section.stale,
-        }
-        for section, section_rows in zip(sections, rows, strict=True)
-    ]
-
-
 @router.get("/features", response_model=CrossSectionOut, responses=_RESPONSES)
 def cross_section(query: Annotated[FeaturesQuery, Query()], store: Store) -> Response:
     """The cross-section as of `as_of`: per symbol, its newest row with `available_at <= as_of`, unless
@@ -64,7 +57,7 @@ def cross_section(query: Annotated[FeaturesQuery, Query()], store: Store) -> Res
             max_staleness=query.max_staleness,
         )
     if query.format == "json":
-        return json_response(_sections_json([section])[0])
+        return json_response(cross_section_documents([section])[0])
     metadata = {"as_of": iso(section.as_of), "run_id": section.run_id, "interval": section.interval}
     return table_response(section.rows, query.format, metadata | {"stale": section.stale})
 
@@ -82,7 +75,7 @@ def batch(body: BatchIn, store: Store, format: Annotated[Format, Query()] = "jso
             max_staleness=body.max_staleness,
         )
     if format == "json":
-        return json_response({"results": _sections_json(sections)})
+        return json_response({"results": cross_section_documents(sections)})
     rows = stack([section.rows for section in sections], [section.as_of for section in sections], "as_of")
     metadata = {
         "run_id": sections[0].run_id,

@@ -1,0 +1,83 @@
+"""What every `asof` command shares: the data-dir option, one-line errors, progress, the per-symbol table."""
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import duckdb
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from service.backfill import BackfillCancelled
+from storage.catalog import SymbolStatus
+
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir", envvar="ASOF_DATA_DIR", help="Data directory holding the catalog and the runs."
+    ),
+]
+
+
+def existing_data_dir(data_dir: Path) -> Path:
+    """The data dir back, or a ValueError saying how to point at one."""
+    if not data_dir.is_dir():
+        raise ValueError(f"data directory {str(data_dir)!r} does not exist (set --data-dir or ASOF_DATA_DIR)")
+    return data_dir
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn the errors a user can cause into `error: <message>` on stderr and exit status 1."""
+    try:
+        yield
+    except (ValueError, LookupError, OSError, duckdb.Error, BackfillCancelled) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted; nothing was published", err=True)
+        raise typer.Exit(130) from None
+
+
+@contextmanager
+def progress_bar(label: str, unit: str, *, lines: int | None = None) -> Iterator[Callable[[int, int], None]]:
+    """A `progress(done, total)` callback: a live bar on a terminal; otherwise (logs, pipes) plain
+    `label: done/total unit` lines, on every call or, with `lines`, about that many in all."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+
+        def report(done: int, total: int) -> None:
+            if lines is None or done == total or done % max(1, total // lines) == 0:
+                print(f"{label}: {done}/{total} {unit}", file=sys.stderr, flush=True)
+
+        yield report
+        return
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(unit), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield report
+
+
+def symbol_table(statuses: list[SymbolStatus]) -> Table:
+    """Per symbol: ok or failed, rows stored, rows dropped (duplicates, zero volume), refused, reason."""
+    table = Table("symbol", "status", "rows", "dropped", "refused", "reason")
+    for status in statuses:
+        table.add_row(
+            Text(status.symbol),
+            "ok" if status.ok else "failed",
+            str(status.rows),
+            str(status.duplicates + status.zero_volume),
+            str(status.refused),
+            Text(status.reason or ""),  # plain text: a reason may hold brackets rich would read as markup
+        )
+    return table
