@@ -10,6 +10,7 @@ import pytest
 from http_server import running_server, wait_for_job
 
 from api.schemas import BatchOut, CrossSectionOut, HistoryOut, JobOut, RunOut
+from service.audit import audit_run
 from service.ratings.features import FEATURES, RATINGS, VOTES
 from service.universe import SyntheticUniverse
 from storage.read import FeatureStore
@@ -203,3 +204,20 @@ def test_health_names_the_newest_run_and_the_jobs(served):
         "newest_run": job["run_id"],
         "jobs": {"queued": 0, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 0, "interrupted": 0},
     }
+
+
+def test_the_audit_route_answers_what_the_audit_finds(served):
+    client, store, job = served
+    response = client.get(f"/runs/{job['run_id']}/audit", params={"samples": 3, "seed": 7})
+    assert response.status_code == 200, response.text
+    served_report = response.json()
+    direct = audit_run(store.catalog.data_dir, job["run_id"], samples=3, seed=7).to_dict()
+    assert served_report["status"] == direct["status"] == "passed"
+    assert served_report["run_id"] == job["run_id"]
+    assert [check["name"] for check in served_report["checks"]] == ["truncation", "serving", "poisoning"]
+    for got, expected in zip(served_report["checks"], direct["checks"], strict=True):
+        assert {key: value for key, value in got.items() if key != "seconds"} == {
+            key: value for key, value in expected.items() if key != "seconds"
+        }
+    assert client.get("/runs/20000101T000000Z-000000/audit").status_code == 404
+    assert client.get(f"/runs/{job['run_id']}/audit", params={"samples": 0}).status_code == 422
