@@ -34,7 +34,6 @@ _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 """Characters a JSON string must escape."""
 
 
-
 def _json_text(values: pa.Array) -> pa.Array:
     """JSON text of every value, null where the value is missing.
 

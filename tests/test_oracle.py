@@ -176,17 +176,7 @@ def panel(universe) -> pd.DataFrame:
     return engine.rate({symbol: bars for group in universe.values() for symbol, bars in group.items()})
 
 
-ENGINE_FLAT_RSI = pytest.mark.xfail(
-    strict=True,
-    reason="engine: RSI wobbles by an ulp through bars whose close did not change (its up and down averages "
-    "round separately), so a flat stretch's Stoch RSI divides by a one-ulp range instead of zero: a %K "
-    "and a counted vote where the exact range is 0 (na, RATINGS_SPEC 10.3)",
-)
-
-
-@pytest.mark.parametrize(
-    "group", ["synthetic", "micro", "no volume", "short", pytest.param("flat", marks=ENGINE_FLAT_RSI)]
-)
+@pytest.mark.parametrize("group", ["synthetic", "micro", "no volume", "short", "flat"])
 def test_engine_agrees_with_the_oracle_on_every_bar(universe, panel, group):
     rows = dict(tuple(panel.groupby("symbol", sort=False)))
     found = []
