@@ -176,7 +176,8 @@ def cci(source: pd.Series, n: int) -> pd.Series:
         offsets = windows - windows[:, -1:]
         mean_offset = offsets.mean(axis=1)
         deviation = np.abs(offsets - mean_offset[:, None]).mean(axis=1)
-        out.iloc[n - 1 :] = -mean_offset / (0.015 * deviation)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a flat window is 0 / 0: na, as in Pine
+            out.iloc[n - 1 :] = -mean_offset / (0.015 * deviation)
     return out.where(np.isfinite(out))
 
 
