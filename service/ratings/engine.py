@@ -4,9 +4,10 @@ a time.
 Symbols are laid side by side in a panel (bar index x symbol) in which every symbol is LEFT-ALIGNED at its
 own first bar: row i holds each symbol's i-th bar, and a shorter history is padded with na after its end.
 Every Pine primitive runs down each column on its own and only looks back, so a symbol's result never
-depends on its neighbours and a panel gives exactly what each symbol gives alone. The compiled kernel takes
-a few symbols per panel: enough for the processor to work on several at once, few enough that the panel's
-temporaries stay small (allocating many large temporaries costs more than the arithmetic).
+depends on its neighbours and a panel gives exactly what each symbol gives alone. `rate` hands the compiled
+kernel SYMBOLS_PER_PANEL symbols at a time: enough for the processor to work on several at once, few
+enough that the panel's temporaries stay in the cache; the kernel writes each symbol's rows straight into
+the long output frame.
 """
 
 import hashlib
@@ -156,14 +157,8 @@ def _rate_into(
     kijun = pine.donchian(high, low, p.kijun)
     _put(out[_KIJUN], kijun, starts, lengths)
     tenkan, span_b = pine.donchian(high, low, p.tenkan), pine.donchian(high, low, p.span_b)
-    _put_votes(
-        out[_ICHIMOKU_VOTE],
-        _ichimoku_votes(close, tenkan, kijun, span_b, tolerance),
-        ma,
-        ma_count,
-        starts,
-        lengths,
-    )
+    ichimoku = _ichimoku_votes(close, tenkan, kijun, span_b, tolerance)
+    _put_votes(out[_ICHIMOKU_VOTE], ichimoku, ma, ma_count, starts, lengths)
 
     # Section 5: the oscillators.
     trend = close - pine.ema(close, p.trend)  # Up is trend > 0, Down is trend < 0 (tolerant)
@@ -363,12 +358,12 @@ def _ao_votes(ao: Panel, tolerance: float) -> Panel:
     for i in range(rows):
         for j in range(columns):
             now, before, earlier = ao[i, j], _back(ao, i, j, 1), _back(ao, i, j, 2)
-            saucer_up = gt(now, 0.0, tolerance) and gt(before, 0.0, tolerance) and gt(now, before, tolerance)
-            saucer_down = (
-                lt(now, 0.0, tolerance) and lt(before, 0.0, tolerance) and lt(now, before, tolerance)
-            )
-            buy = crosses_up[i, j] or (saucer_up and gt(earlier, before, tolerance))
-            sell = crosses_down[i, j] or (saucer_down and lt(earlier, before, tolerance))
+            above = gt(now, 0.0, tolerance) and gt(before, 0.0, tolerance)
+            below = lt(now, 0.0, tolerance) and lt(before, 0.0, tolerance)
+            saucer_up = above and gt(now, before, tolerance) and gt(earlier, before, tolerance)
+            saucer_down = below and lt(now, before, tolerance) and lt(earlier, before, tolerance)
+            buy = crosses_up[i, j] or saucer_up
+            sell = crosses_down[i, j] or saucer_down
             out[i, j] = _vote(buy, sell, _defined(now, before))
     return out
 
@@ -394,22 +389,11 @@ def _power_votes(bull: Panel, bear: Panel, trend: Panel, tolerance: float) -> Pa
     out = np.empty((rows, columns))
     for i in range(rows):
         for j in range(columns):
-            bull_now, bull_before, bear_now, bear_before = (
-                bull[i, j],
-                _back(bull, i, j, 1),
-                bear[i, j],
-                _back(bear, i, j, 1),
-            )
-            buy = (
-                gt(trend[i, j], 0.0, tolerance)
-                and lt(bear_now, 0.0, tolerance)
-                and gt(bear_now, bear_before, tolerance)
-            )
-            sell = (
-                lt(trend[i, j], 0.0, tolerance)
-                and gt(bull_now, 0.0, tolerance)
-                and lt(bull_now, bull_before, tolerance)
-            )
+            up, down = gt(trend[i, j], 0.0, tolerance), lt(trend[i, j], 0.0, tolerance)
+            bull_now, bull_before = bull[i, j], _back(bull, i, j, 1)
+            bear_now, bear_before = bear[i, j], _back(bear, i, j, 1)
+            buy = up and lt(bear_now, 0.0, tolerance) and gt(bear_now, bear_before, tolerance)
+            sell = down and gt(bull_now, 0.0, tolerance) and lt(bull_now, bull_before, tolerance)
             out[i, j] = _vote(buy, sell, _defined(bull_now, bear_now, bull_before, bear_before))
     return out
 
