@@ -4,10 +4,11 @@ A panel is a 2-D float64 array shaped (bar index, symbol) in which NaN is Pine's
 down each column on its own and only looks back, so a column's result never depends on another column, and
 a column's leading na (warm-up) and trailing na (padding after its last bar) behave as in Pine.
 
-Each primitive is one bar loop compiled with numba (`cache=True`: after the first compilation a process loads
-the machine code from `__pycache__`), callable from Python and from other compiled code. The loops walk the
-bars in order and, within a bar, the symbols: the symbols of a bar are independent, so the processor works
-on several of them at once. Results are new C-ordered panels.
+Each primitive is a plain bar loop compiled with numba (`cache=True`: after the first compilation a process
+loads the machine code from `__pycache__`), callable from Python and from other compiled code. Most loops
+walk the bars in order and, within a bar, the symbols, which are independent, so the processor works on
+several at once; the prefix-sum windows (`sma`, `window_sum`) walk one symbol at a time. Panels are C-ordered
+float64 arrays (another layout compiles another specialisation), and results are new C-ordered panels.
 
 Pine's own operators `<`, `>`, `==`, `!=` on floats carry an absolute tolerance (`lt`, `gt`, `eq`, `ne`, for
 numbers and for panels); the builtins compare exactly.
