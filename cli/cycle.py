@@ -15,13 +15,26 @@ from rich.console import Console
 from rich.table import Table
 
 from backtest.client import HttpFeatures, LocalFeatures
-from backtest.engine import MODES, Backtest, BacktestResult
-from backtest.optimisers import OPTIMISERS
+from backtest.engine import MODES
 from backtest.report import write_report
-from backtest.selection import SelectionPolicy
 from cli.app import app
 from cli.console import DataDir, existing_data_dir, one_line_errors, progress_bar, symbol_table
-from cli.trading import print_summary
+from cli.trading import (
+    CostBps,
+    Lag,
+    Lookback,
+    MaxCorrelation,
+    MaxStaleness,
+    Optimizer,
+    RankBy,
+    RebalanceEvery,
+    Returns,
+    Strategy,
+    Threshold,
+    ThresholdOn,
+    TopK,
+    print_summary,
+)
 from service.audit import AuditReport, audit_run
 from service.backfill import BackfillFailed, BackfillResult, HistoricalFeatureBackfill
 from service.sources import read_candidates, read_returns
@@ -70,33 +83,31 @@ def audit(
 @app.command()
 def pipeline(
     lake: Annotated[Path, typer.Option(help="OHLCV lake: a folder of per-symbol files or one long file.")],
-    returns: Annotated[Path, typer.Option(help="returns_matrix.parquet: UTC index, one column per symbol.")],
+    returns: Returns,
     candidates: Annotated[
         Path | None,
         typer.Option(help="portfolio_candidates.json choosing the universe (default: the returns columns)."),
     ] = None,
-    interval: Annotated[str, typer.Option(help="Bar interval of the lake and the returns rows.")] = "1d",
-    lag: Annotated[int, typer.Option(help="Publication lag in seconds after each bar's close.")] = 0,
+    interval: Annotated[
+        str, typer.Option(help="Bar interval of the lake and the returns rows.")
+    ] = Strategy.interval,
+    lag: Lag = Strategy.lag,
     keep_zero_volume: Annotated[
         bool, typer.Option(help="Keep zero-volume bars (dropped by default).")
     ] = False,
     service: Annotated[
         str | None, typer.Option(help="Backtest through this feature service (default: read the data dir).")
     ] = None,
-    rebalance_every: Annotated[int, typer.Option(help="Rows between rebalances.")] = 20,
-    lookback: Annotated[int, typer.Option(help="Rows of trailing returns each decision sees.")] = 252,
-    top_k: Annotated[int, typer.Option(help="Symbols held at most.")] = 10,
-    threshold: Annotated[float, typer.Option(help="Keep symbols whose --threshold-on is above this.")] = 0.1,
-    threshold_on: Annotated[str, typer.Option(help="Feature the threshold applies to.")] = "Recommend.All",
-    rank_by: Annotated[
-        str, typer.Option(help="Feature ranked from high to low (ties by symbol).")
-    ] = "Recommend.All",
-    max_correlation: Annotated[
-        float | None, typer.Option(help="Skip a pick correlated above this with a better-ranked one.")
-    ] = None,
-    optimizer: Annotated[str, typer.Option(help=f"Weights on the window: {', '.join(OPTIMISERS)}.")] = "hrp",
-    cost_bps: Annotated[float, typer.Option(help="Trading cost in basis points of the traded value.")] = 10.0,
-    max_staleness: Annotated[int, typer.Option(help="Leave out symbols older than this many intervals.")] = 5,
+    rebalance_every: RebalanceEvery = Strategy.rebalance_every,
+    lookback: Lookback = Strategy.lookback,
+    top_k: TopK = Strategy.top_k,
+    threshold: Threshold = Strategy.threshold,
+    threshold_on: ThresholdOn = Strategy.threshold_on,
+    rank_by: RankBy = Strategy.rank_by,
+    max_correlation: MaxCorrelation = Strategy.max_correlation,
+    optimizer: Optimizer = Strategy.optimizer,
+    cost_bps: CostBps = Strategy.cost_bps,
+    max_staleness: MaxStaleness = Strategy.max_staleness,
     samples: Annotated[int, typer.Option(help="Audit samples per check.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the audit samples.")] = 0,
     out: Annotated[
@@ -117,32 +128,27 @@ def pipeline(
     """
     console = Console(soft_wrap=False, highlight=False)
     with one_line_errors():
-        policy = SelectionPolicy(
-            rank_by=rank_by,
+        strategy = Strategy(
+            interval=interval,
+            lag=lag,
+            rebalance_every=rebalance_every,
+            lookback=lookback,
             top_k=top_k,
             threshold=threshold,
             threshold_on=threshold_on,
+            rank_by=rank_by,
             max_correlation=max_correlation,
+            optimizer=optimizer,
+            cost_bps=cost_bps,
+            max_staleness=max_staleness,
         )
-        engines = {
-            mode: Backtest(
-                interval=interval,
-                lag=pd.Timedelta(seconds=lag),
-                rebalance_every=rebalance_every,
-                lookback=lookback,
-                policy=policy,
-                optimizer=optimizer,
-                cost_bps=cost_bps,
-                mode=mode,
-                max_staleness=max_staleness,
-            )
-            for mode in MODES
-        }
         # The run records where its inputs are, for the audit (now or later, from any directory) to find them.
         lake, returns = lake.resolve(), returns.resolve()
         candidates = candidates.resolve() if candidates is not None else None
         matrix = read_returns(returns)
-        engines["dynamic"].schedule(matrix.index)  # too short a matrix fails now, not after the backfill
+        strategy.backtest("dynamic").schedule(
+            matrix.index
+        )  # too short a matrix fails now, not after the backfill
 
         console.print("[1/4] backfill")
         try:
@@ -170,7 +176,7 @@ def pipeline(
             run.run_id,
             samples=samples,
             seed=seed,
-            backtest=engines["dynamic"],
+            backtest=strategy.backtest("dynamic"),
             returns=returns,
             symbols=universe,
             progress=_announce,
@@ -178,15 +184,12 @@ def pipeline(
         _finish_audit(report, folder)
 
         console.print("[3/4] backtest, dynamic and static")
-        results: dict[str, BacktestResult] = {}
         with (
             closing(HttpFeatures(service, run_id=run.run_id))
             if service
             else nullcontext(LocalFeatures(data_dir, run_id=run.run_id))
         ) as features:
-            for mode, engine in engines.items():
-                with progress_bar(f"backtest {mode}", "rebalances", lines=10) as progress:
-                    results[mode] = engine.run(matrix, features, symbols=universe, progress=progress)
+            results = strategy.run(MODES, matrix, features, universe)
 
         console.print("[4/4] report")
         settings = {
@@ -196,14 +199,7 @@ def pipeline(
             "returns": returns,
             "candidates": candidates,
             "features": service or data_dir,
-            "interval": interval,
-            "lag_seconds": lag,
-            "rebalance_every": rebalance_every,
-            "lookback": lookback,
-            "selection": f"{threshold_on} > {threshold}, rank by {rank_by}, top {top_k}"
-            + (f", max correlation {max_correlation}" if max_correlation is not None else ""),
-            "optimizer": optimizer,
-            "cost_bps": cost_bps,
+            **strategy.settings(),
         }
         files = write_report(folder, results, settings=settings, title=f"Alpha Cycle of run {run.run_id}")
         matrix_file = export_matrix(Catalog(data_dir), run.run_id)

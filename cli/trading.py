@@ -1,8 +1,11 @@
 """`asof backtest`: re-select at every rebalance from the point-in-time features, and report.
 
+The strategy options are shared with `asof pipeline` (`Strategy` and the option types below).
 Errors print one line naming what was wrong and exit 1, never a traceback.
 """
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -26,9 +29,88 @@ class ModeChoice(StrEnum):
     both = "both"
 
 
+@dataclass(frozen=True)
+class Strategy:
+    """What a backtest decides with, as the CLI takes it; the defaults are the commands' defaults."""
+
+    interval: str = "1d"
+    lag: int = 0
+    rebalance_every: int = 20
+    lookback: int = 252
+    top_k: int = 10
+    threshold: float = 0.1
+    threshold_on: str = "Recommend.All"
+    rank_by: str = "Recommend.All"
+    max_correlation: float | None = None
+    optimizer: str = "hrp"
+    cost_bps: float = 10.0
+    max_staleness: int = 5
+
+    def backtest(self, mode: str) -> Backtest:
+        policy = SelectionPolicy(
+            rank_by=self.rank_by,
+            top_k=self.top_k,
+            threshold=self.threshold,
+            threshold_on=self.threshold_on,
+            max_correlation=self.max_correlation,
+        )
+        return Backtest(
+            interval=self.interval,
+            lag=pd.Timedelta(seconds=self.lag),
+            rebalance_every=self.rebalance_every,
+            lookback=self.lookback,
+            policy=policy,
+            optimizer=self.optimizer,
+            cost_bps=self.cost_bps,
+            mode=mode,
+            max_staleness=self.max_staleness,
+        )
+
+    def run(
+        self, modes: Sequence[str], returns: pd.DataFrame, features: FeatureClient, symbols: list[str] | None
+    ) -> dict[str, BacktestResult]:
+        """Each mode's backtest, with a progress bar."""
+        results = {}
+        for mode in modes:
+            with progress_bar(f"backtest {mode}", "rebalances", lines=10) as progress:
+                results[mode] = self.backtest(mode).run(returns, features, symbols=symbols, progress=progress)
+        return results
+
+    def settings(self) -> dict[str, object]:
+        """The strategy as the report lists it."""
+        selection = f"{self.threshold_on} > {self.threshold}, rank by {self.rank_by}, top {self.top_k}"
+        if self.max_correlation is not None:
+            selection += f", max correlation {self.max_correlation}"
+        return {
+            "interval": self.interval,
+            "lag_seconds": self.lag,
+            "rebalance_every": self.rebalance_every,
+            "lookback": self.lookback,
+            "selection": selection,
+            "optimizer": self.optimizer,
+            "cost_bps": self.cost_bps,
+        }
+
+
+Returns = Annotated[Path, typer.Option(help="returns_matrix.parquet: UTC index, one column per symbol.")]
+Lag = Annotated[int, typer.Option(help="Publication lag in seconds after each bar's close.")]
+RebalanceEvery = Annotated[int, typer.Option(help="Rows between rebalances.")]
+Lookback = Annotated[int, typer.Option(help="Rows of trailing returns each decision sees.")]
+TopK = Annotated[int, typer.Option(help="Symbols held at most.")]
+Threshold = Annotated[float, typer.Option(help="Keep symbols whose --threshold-on is above this.")]
+ThresholdOn = Annotated[str, typer.Option(help="Feature the threshold applies to.")]
+RankBy = Annotated[str, typer.Option(help="Feature ranked from high to low (ties by symbol).")]
+MaxCorrelation = Annotated[
+    float | None, typer.Option(help="Skip a pick correlated above this with a better-ranked one.")
+]
+Optimizer = Annotated[str, typer.Option(help=f"Weights on the window: {', '.join(OPTIMISERS)}.")]
+CostBps = Annotated[float, typer.Option(help="Trading cost in basis points of the traded value.")]
+MaxStaleness = Annotated[int, typer.Option(help="Leave out symbols older than this many intervals.")]
+
+
 @app.command()
 def backtest(
-    returns: Annotated[Path, typer.Option(help="returns_matrix.parquet: UTC index, one column per symbol.")],
+    returns: Returns,
     out: Annotated[
         Path, typer.Option(help="Folder for equity.csv, rebalances.csv, metrics.json, plots, report.")
     ],
@@ -45,22 +127,20 @@ def backtest(
     run_id: Annotated[
         str | None, typer.Option(help="Pin this run (default: the newest of --interval).")
     ] = None,
-    interval: Annotated[str, typer.Option(help="Bar interval of the returns rows and the run.")] = "1d",
-    lag: Annotated[int, typer.Option(help="Publication lag in seconds after each bar's close.")] = 0,
-    rebalance_every: Annotated[int, typer.Option(help="Rows between rebalances.")] = 20,
-    lookback: Annotated[int, typer.Option(help="Rows of trailing returns each decision sees.")] = 252,
-    top_k: Annotated[int, typer.Option(help="Symbols held at most.")] = 10,
-    threshold: Annotated[float, typer.Option(help="Keep symbols whose --threshold-on is above this.")] = 0.1,
-    threshold_on: Annotated[str, typer.Option(help="Feature the threshold applies to.")] = "Recommend.All",
-    rank_by: Annotated[
-        str, typer.Option(help="Feature ranked from high to low (ties by symbol).")
-    ] = "Recommend.All",
-    max_correlation: Annotated[
-        float | None, typer.Option(help="Skip a pick correlated above this with a better-ranked one.")
-    ] = None,
-    optimizer: Annotated[str, typer.Option(help=f"Weights on the window: {', '.join(OPTIMISERS)}.")] = "hrp",
-    cost_bps: Annotated[float, typer.Option(help="Trading cost in basis points of the traded value.")] = 10.0,
-    max_staleness: Annotated[int, typer.Option(help="Leave out symbols older than this many intervals.")] = 5,
+    interval: Annotated[
+        str, typer.Option(help="Bar interval of the returns rows and the run.")
+    ] = Strategy.interval,
+    lag: Lag = Strategy.lag,
+    rebalance_every: RebalanceEvery = Strategy.rebalance_every,
+    lookback: Lookback = Strategy.lookback,
+    top_k: TopK = Strategy.top_k,
+    threshold: Threshold = Strategy.threshold,
+    threshold_on: ThresholdOn = Strategy.threshold_on,
+    rank_by: RankBy = Strategy.rank_by,
+    max_correlation: MaxCorrelation = Strategy.max_correlation,
+    optimizer: Optimizer = Strategy.optimizer,
+    cost_bps: CostBps = Strategy.cost_bps,
+    max_staleness: MaxStaleness = Strategy.max_staleness,
     mode: Annotated[
         ModeChoice,
         typer.Option(help="dynamic (point in time), static (newest cross-section: looks ahead), both."),
@@ -80,48 +160,30 @@ def backtest(
             raise ValueError("give exactly one of --service URL or --data-dir DIR")
         matrix = read_returns(returns)
         symbols = read_candidates(candidates) if candidates is not None else None
-        policy = SelectionPolicy(
-            rank_by=rank_by,
+        strategy = Strategy(
+            interval=interval,
+            lag=lag,
+            rebalance_every=rebalance_every,
+            lookback=lookback,
             top_k=top_k,
             threshold=threshold,
             threshold_on=threshold_on,
+            rank_by=rank_by,
             max_correlation=max_correlation,
+            optimizer=optimizer,
+            cost_bps=cost_bps,
+            max_staleness=max_staleness,
         )
-        settings = {
-            "returns": returns,
-            "features": service or data_dir,
-            "interval": interval,
-            "lag_seconds": lag,
-            "rebalance_every": rebalance_every,
-            "lookback": lookback,
-            "selection": f"{threshold_on} > {threshold}, rank by {rank_by}, top {top_k}"
-            + (f", max correlation {max_correlation}" if max_correlation is not None else ""),
-            "optimizer": optimizer,
-            "cost_bps": cost_bps,
-        }
+        settings = {"returns": returns, "features": service or data_dir, **strategy.settings()}
         features: FeatureClient = (
             HttpFeatures(service, run_id=run_id) if service else LocalFeatures(data_dir, run_id=run_id)
         )
-        results: dict[str, BacktestResult] = {}
-        for name in MODES if mode is ModeChoice.both else (mode.value,):
-            engine = Backtest(
-                interval=interval,
-                lag=pd.Timedelta(seconds=lag),
-                rebalance_every=rebalance_every,
-                lookback=lookback,
-                policy=policy,
-                optimizer=optimizer,
-                cost_bps=cost_bps,
-                mode=name,
-                max_staleness=max_staleness,
-            )
-            with progress_bar(f"backtest {name}", "rebalances", lines=10) as progress:
-                results[name] = engine.run(matrix, features, symbols=symbols, progress=progress)
+        results = strategy.run(MODES if mode is ModeChoice.both else (mode.value,), matrix, features, symbols)
         files = write_report(out, results, settings={**settings, "run_id": features.run_id})
         print_summary(results, files.report)
 
 
-def print_summary(results: dict[str, BacktestResult], report: Path) -> None:
+def print_summary(results: Mapping[str, BacktestResult], report: Path) -> None:
     for mode, result in results.items():
         m = result.metrics
         timings = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
