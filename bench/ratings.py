@@ -43,11 +43,18 @@ def run(core: str) -> None:
         f"universe: {len(frames)} symbols, {bars:,} cleaned bars (seed {SEED}); {core}; load average {load}"
     )
 
-    engine.rate(dict(list(frames.items())[:2]))  # warm-up: imports and any one-off compilation
-    with Stopwatch() as watch:
+    engine.rate(dict(list(frames.items())[:2]))  # warm-up: imports and loading the compiled code
+    with Stopwatch() as first:  # a fresh process's first large call also pays the OS for new memory
         panel = engine.rate(frames)
+    steady = []
+    for _ in range(3):  # a service or backfill rates chunk after chunk: the steady state is what it pays
+        with Stopwatch() as watch:
+            engine.rate(frames)
+        steady.append(watch)
+    watch = min(steady, key=lambda stopwatch: stopwatch.cpu)
     panel_rate = bars / watch.cpu
-    print(f"panel engine : {watch}  {panel_rate:12,.0f} bar-ratings/s")
+    print(f"panel engine : {watch}  {panel_rate:12,.0f} bar-ratings/s (best of 3 after the first call)")
+    print(f"  first call : {first}  {bars / first.cpu:12,.0f} bar-ratings/s (fresh process)")
 
     theirs = {
         symbol: rows.drop(columns="symbol").reset_index(drop=True) for symbol, rows in panel.groupby("symbol")
