@@ -1,5 +1,6 @@
 """The three TradingView scanner captures (acceptance/tradingview_closed_bars.json): raw Binance klines in,
-through the default cleaning, and every captured field of the last closed bar out, exactly."""
+through the default cleaning, and every captured field of the last closed bar out, exactly, from both the
+panel engine and the pandas-ta oracle."""
 
 import json
 from pathlib import Path
@@ -8,7 +9,7 @@ import pandas as pd
 import pytest
 
 from service.ohlcv import clean_bars
-from service.ratings.engine import rate_frame
+from service.ratings import engine, oracle
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "acceptance" / "tradingview_closed_bars.json"
 CASES = json.loads(FIXTURE.read_text())["cases"]
@@ -37,7 +38,7 @@ def raw_bars(case: dict) -> pd.DataFrame:
     )
 
 
-def last_closed_bar(case: dict, *, keep_zero_volume: bool = False) -> pd.Series:
+def last_closed_bar(case: dict, *, keep_zero_volume: bool = False, rate_frame=engine.rate_frame) -> pd.Series:
     bars, _ = clean_bars(raw_bars(case), keep_zero_volume=keep_zero_volume)
     return rate_frame(bars).iloc[-1]
 
@@ -48,9 +49,10 @@ def closed_bar_fields(case: dict) -> dict[str, object]:
     return {name.split("[1]|")[0]: value for name, value in fields.items() if "[1]|" in name}
 
 
+@pytest.mark.parametrize("rate_frame", [engine.rate_frame, oracle.rate_frame], ids=["engine", "oracle"])
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case["scannerSymbol"])
-def test_reproduces_every_captured_field(case):
-    expected, last = case["expected"], last_closed_bar(case)
+def test_reproduces_every_captured_field(case, rate_frame):
+    expected, last = case["expected"], last_closed_bar(case, rate_frame=rate_frame)
     assert last["ts"] == pd.Timestamp(expected["barOpenTimeMs"], unit="ms", tz="UTC")
     assert last["ts"] == pd.Timestamp(int(case["rawKlines"][-1][0]), unit="ms", tz="UTC")  # the last kline
     assert last["close"] == float(expected["tradingViewClose"])

@@ -1,8 +1,5 @@
-"""The pandas-ta oracle: the three scanner captures, its Pine primitives against plain loops from the
-spec, and bar-for-bar agreement with the panel engine on a varied seeded universe."""
-
-import json
-from pathlib import Path
+"""The pandas-ta oracle: its Pine primitives against plain loops from the spec, and bar-for-bar agreement
+with the panel engine on a varied seeded universe (the scanner captures: tests/test_acceptance.py)."""
 
 import numpy as np
 import pandas as pd
@@ -11,38 +8,6 @@ import pytest
 from service.ohlcv import clean_bars
 from service.ratings import engine, oracle
 from service.universe import SyntheticUniverse
-
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "acceptance" / "tradingview_closed_bars.json"
-DIRECT_VOTES = {
-    "stochRsi": "Rec.Stoch.RSI",
-    "wr": "Rec.WR",
-    "bbPower": "Rec.BBPower",
-    "uo": "Rec.UO",
-    "ichimokuBLine": "Rec.Ichimoku",
-    "vwma20": "Rec.VWMA",
-    "hullMa9": "Rec.HullMA9",
-}
-
-
-def klines(case: dict) -> pd.DataFrame:
-    """Binance klines as bars, untraded (zero-volume) bars dropped as TradingView does."""
-    rows = pd.DataFrame([row[:6] for row in case["rawKlines"]], columns=oracle.BAR_COLUMNS)
-    bars = rows.astype({name: "float64" for name in oracle.BAR_COLUMNS[1:]})
-    bars["ts"] = pd.to_datetime(rows["ts"].astype("int64"), unit="ms", utc=True).astype("datetime64[ns, UTC]")
-    return bars[bars["volume"] > 0].reset_index(drop=True)
-
-
-@pytest.mark.parametrize("case", json.loads(FIXTURE.read_text())["cases"], ids=lambda case: case["symbol"])
-def test_reproduces_the_scanner_captures(case):
-    expected = case["expected"]
-    last = oracle.rate_frame(klines(case)).iloc[-1]
-    assert last["ts"] == pd.Timestamp(expected["barOpenTimeMs"], unit="ms", tz="UTC")
-    assert last["close"] == float(expected["tradingViewClose"])
-    assert last["Recommend.All"] == expected["recommendAll"]
-    assert last["Recommend.MA"] == expected["recommendMa"]
-    assert last["Recommend.Other"] == expected["recommendOther"]
-    assert {field: last[column] for field, column in DIRECT_VOTES.items()} == expected["directVotes"]
-
 
 # Primitives against plain loops written from RATINGS_SPEC section 3 ---------------------------------
 
