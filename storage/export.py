@@ -24,18 +24,11 @@ def matrix_path(data_dir: Path | str, run_id: str) -> Path:
     return Path(data_dir) / "artifacts" / "summaries" / "runs" / run_id / "data" / MATRIX_FILE
 
 
-def export_matrix(
-    store_or_catalog: FeatureStore | Catalog, run_id: str, *, features: Iterable[str] | str | None = None
-) -> Path:
-    """Write the run's wide matrix and return its path; `features`: None = the three ratings, "all", names.
-
-    A bar a symbol does not have is missing (NaN / NA), never filled. The file is replaced atomically.
-    """
-    store = (
-        store_or_catalog
-        if isinstance(store_or_catalog, FeatureStore)
-        else FeatureStore(store_or_catalog.data_dir)
-    )
+def feature_matrix(
+    store: FeatureStore, run_id: str, *, features: Iterable[str] | str | None = None
+) -> pd.DataFrame:
+    """The run's wide matrix; `features`: None = the three ratings, "all", or names. A bar a symbol does not
+    have is missing (NaN / NA), never filled."""
     run = store.catalog.run(run_id)
     names = resolve_features(features)
     as_of = run.end + interval_length(run.interval) + run.lag
@@ -45,6 +38,19 @@ def export_matrix(
     }
     matrix = pd.concat(histories, axis=1, names=["symbol", "feature"], sort=True)
     matrix.index.name = "ts"
+    return matrix
+
+
+def export_matrix(
+    store_or_catalog: FeatureStore | Catalog, run_id: str, *, features: Iterable[str] | str | None = None
+) -> Path:
+    """Write the run's wide matrix to `matrix_path` and return the path; the file is replaced atomically."""
+    store = (
+        store_or_catalog
+        if isinstance(store_or_catalog, FeatureStore)
+        else FeatureStore(store_or_catalog.data_dir)
+    )
+    matrix = feature_matrix(store, run_id, features=features)
     path = matrix_path(store.catalog.data_dir, run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")

@@ -4,7 +4,6 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from fastapi.responses import FileResponse
 
 from api.encode import json_response
 from api.errors import ERROR_RESPONSES
@@ -12,7 +11,7 @@ from api.schemas import Features, RunOut, store_features
 from api.state import Store
 from service.audit import audit_run
 from storage.catalog import RunInfo
-from storage.export import export_matrix
+from storage.export import feature_matrix
 
 router = APIRouter(tags=["runs"])
 
@@ -35,14 +34,18 @@ def get_run(run_id: str, store: Store) -> RunOut:
 
 @router.get(
     "/runs/{run_id}/matrix",
-    response_class=FileResponse,
+    response_class=Response,
     responses={**ERROR_RESPONSES, 200: {"content": {"application/vnd.apache.parquet": {}}}},
 )
-def get_matrix(run_id: str, store: Store, features: Features = None) -> FileResponse:
+def get_matrix(run_id: str, store: Store, features: Features = None) -> Response:
     """The run as the seed's wide matrix (Parquet): index `ts`, columns `[symbol, feature]`, every row as
     known once the run's last bar closed; `features` as for `/features` (the three ratings by default)."""
-    path = export_matrix(store, run_id, features=store_features(features))
-    return FileResponse(path, media_type="application/vnd.apache.parquet", filename=f"{run_id}.parquet")
+    matrix = feature_matrix(store, run_id, features=store_features(features))
+    return Response(
+        matrix.to_parquet(),  # built per request: concurrent requests for other features cannot collide
+        media_type="application/vnd.apache.parquet",
+        headers={"Content-Disposition": f'attachment; filename="{run_id}.parquet"'},
+    )
 
 
 @router.get(
