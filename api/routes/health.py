@@ -11,9 +11,9 @@ router = APIRouter(tags=["health"])
 @router.get("/health", response_model=HealthOut)
 def health(store: Store, runner: Runner) -> HealthOut:
     """Answers while the server is up: published runs, the newest, and jobs per state."""
-    newest = store.catalog.latest_run()
+    runs = store.catalog.runs()  # newest first; one catalog read, not one per figure
     return HealthOut(
-        runs=len(store.catalog.runs()),
-        newest_run=None if newest is None else newest.run_id,
+        runs=len(runs),
+        newest_run=runs[0].run_id if runs else None,
         jobs=runner.jobs.counts(),
     )
