@@ -36,6 +36,7 @@ class CrossSectionLike(Protocol):
 class PinnedRun:
     run_id: str
     interval: str
+    lag: pd.Timedelta
     symbols: list[str]
 
 
@@ -92,9 +93,9 @@ class HttpFeatures:
             runs = [run for run in self._request("GET", "/runs").json() if run["interval"] == interval]
             if not runs:
                 raise LookupError(f"the service at {self.base_url} has no published run of {interval} bars")
-            self.run_id = max(runs, key=lambda run: run["run_id"])["run_id"]
+            self.run_id = runs[0]["run_id"]  # /runs lists the newest published first, as the store reads
         run = self._request("GET", f"/runs/{self.run_id}").json()
-        return PinnedRun(run["run_id"], run["interval"], list(run["symbols"]))
+        return PinnedRun(run["run_id"], run["interval"], pd.Timedelta(run["lag"]), list(run["symbols"]))
 
     def cross_sections(
         self,
@@ -161,7 +162,7 @@ class LocalFeatures:
         if run is None:
             raise LookupError(f"no published run of {interval} bars in {self.data_dir}")
         self.run_id = run.run_id
-        return PinnedRun(run.run_id, run.interval, list(run.symbols))
+        return PinnedRun(run.run_id, run.interval, run.lag, list(run.symbols))
 
     def cross_sections(
         self,

@@ -136,7 +136,7 @@ class Backtest:
         schedule = self.schedule(returns.index)
         timings = dict.fromkeys(("features", "selection", "optimiser", "simulation"), 0.0)
         started = time.perf_counter()
-        _check_run(features.pin(self.interval), universe, self.interval)
+        _check_run(features.pin(self.interval), universe, self.interval, self.lag)
         sections = self._cross_sections(features, returns.index, schedule, universe)
         timings["features"] = time.perf_counter() - started
         decisions: list[Rebalance] = []
@@ -207,10 +207,19 @@ def _universe(returns: pd.DataFrame, symbols: Sequence[str] | None) -> list[str]
     return list(dict.fromkeys(symbols))
 
 
-def _check_run(run: PinnedRun, universe: list[str], interval: str) -> None:
-    """The pinned run must hold the backtest's interval and every symbol it trades."""
+def _check_run(run: PinnedRun, universe: list[str], interval: str, lag: pd.Timedelta) -> None:
+    """The pinned run must hold the backtest's interval, publish with its lag and hold every symbol it trades.
+
+    A backtest lag longer than the run's would decide at row k on bars published after row k+1 began, yet
+    earn row k+1: lookahead. A shorter one would read a bar before it was published."""
     if run.interval != interval:
         raise ValueError(f"run {run.run_id} holds {run.interval} bars but the backtest is on {interval} bars")
+    if run.lag != lag:
+        published, decided = run.lag.total_seconds(), lag.total_seconds()
+        raise ValueError(
+            f"run {run.run_id} publishes bars {published:g} s after their close but the backtest decides "
+            f"{decided:g} s after; give the run's lag (--lag {published:g})"
+        )
     stored = set(run.symbols)
     missing = [symbol for symbol in universe if symbol not in stored]
     if missing:

@@ -27,8 +27,10 @@ POISON_AFTER = UNIVERSE.returns().index[620]
 """T of the poisoning test: every bar and return after it becomes garbage."""
 
 
-def _backfill(files: SampleFiles, data_dir: Path) -> str:
-    job = HistoricalFeatureBackfill(data_dir, lake=files.lake, interval="1d", returns=files.returns)
+def _backfill(files: SampleFiles, data_dir: Path, lag: pd.Timedelta | None = None) -> str:
+    job = HistoricalFeatureBackfill(
+        data_dir, lake=files.lake, interval="1d", returns=files.returns, lag=lag or pd.Timedelta(0)
+    )
     return job.run().run.run_id
 
 
@@ -78,10 +80,14 @@ def _decisions(result: BacktestResult) -> list[tuple[pd.Timestamp, list[str], di
     return [(r.as_of, r.selection.selected, r.weights.to_dict()) for r in result.rebalances]
 
 
-def test_every_decision_reads_as_of_its_bar_close_plus_lag(sample: tuple[SampleFiles, Path]) -> None:
-    files, data_dir = sample
+def test_every_decision_reads_as_of_its_bar_close_plus_lag(
+    sample: tuple[SampleFiles, Path], tmp_path: Path
+) -> None:
+    files, _ = sample
     returns = read_returns(files.returns)
     lag = pd.Timedelta(hours=3)
+    data_dir = tmp_path / "lagged"
+    _backfill(files, data_dir, lag)
     result = _engine(lag=lag).run(returns, LocalFeatures(data_dir))
     rows = list(range(260, len(returns) - 1, 25))
     assert [r.row for r in result.rebalances] == rows
@@ -185,7 +191,7 @@ def test_an_unreachable_service_is_a_clear_error_after_retries() -> None:
         client.pin("1d")
 
 
-def test_symbols_absent_from_the_run_and_a_missing_interval_are_refused(
+def test_symbols_absent_from_the_run_a_missing_interval_and_another_lag_are_refused(
     sample: tuple[SampleFiles, Path],
 ) -> None:
     files, data_dir = sample
@@ -194,3 +200,8 @@ def test_symbols_absent_from_the_run_and_a_missing_interval_are_refused(
         _engine().run(returns, LocalFeatures(data_dir))
     with pytest.raises(LookupError, match="no published run of 1h bars"):
         _engine(interval="1h").run(returns, LocalFeatures(data_dir))
+    later = _engine(lag=pd.Timedelta(hours=3))  # would decide on bars published after row k+1 began
+    with pytest.raises(
+        ValueError, match=r"publishes bars 0 s after their close but the backtest decides 10800 s"
+    ):
+        later.run(read_returns(files.returns), LocalFeatures(data_dir))
