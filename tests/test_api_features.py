@@ -221,3 +221,12 @@ def test_the_audit_route_answers_what_the_audit_finds(served):
         }
     assert client.get("/runs/20000101T000000Z-000000/audit").status_code == 404
     assert client.get(f"/runs/{job['run_id']}/audit", params={"samples": 0}).status_code == 422
+
+
+def test_the_matrix_download_takes_its_features_from_the_query(served):
+    client, store, job = served
+    response = client.get(f"/runs/{job['run_id']}/matrix", params={"features": "RSI,Rec.RSI"})
+    assert response.status_code == 200, response.text
+    wide = pd.read_parquet(io.BytesIO(response.content))
+    assert sorted(set(wide.columns.get_level_values("feature"))) == ["RSI", "Rec.RSI"]
+    assert client.get(f"/runs/{job['run_id']}/matrix", params={"features": "Bogus"}).status_code == 422

@@ -37,7 +37,7 @@ def get_run(run_id: str, store: Store) -> RunOut:
     response_class=Response,
     responses={**ERROR_RESPONSES, 200: {"content": {"application/vnd.apache.parquet": {}}}},
 )
-def get_matrix(run_id: str, store: Store, features: Features = None) -> Response:
+def get_matrix(run_id: str, store: Store, features: Annotated[Features, Query()] = None) -> Response:
     """The run as the seed's wide matrix (Parquet): index `ts`, columns `[symbol, feature]`, every row as
     known once the run's last bar closed; `features` as for `/features` (the three ratings by default)."""
     matrix = feature_matrix(store, run_id, features=store_features(features))
