@@ -7,6 +7,7 @@ an API server and a CLI backfill can then share a data dir.
 """
 
 import json
+import logging
 import os
 import random
 import secrets
@@ -25,6 +26,8 @@ import pandas as pd
 
 CATALOG_FILE = "catalog.duckdb"
 PUBLISHED_MARKER = "catalog.published"
+
+logger = logging.getLogger(__name__)
 """Replaced after every publish, so readers can tell with one stat that the newest run may have changed."""
 
 _SCHEMA = """
@@ -260,7 +263,11 @@ class Catalog:
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
-        _replace(self.data_dir / PUBLISHED_MARKER, f"{run.run_id} {published_at.isoformat()}\n")
+        try:  # the marker only speeds up cache checks (the stamp also covers the catalog file); the run is
+            # committed, so failing to write it must not fail the publish
+            _replace(self.data_dir / PUBLISHED_MARKER, f"{run.run_id} {published_at.isoformat()}\n")
+        except OSError as error:
+            logger.warning("run %s published; %s not updated: %s", run.run_id, PUBLISHED_MARKER, error)
 
     def _run(self, row: tuple) -> RunInfo:
         run_id, interval, lag_us, created, version, symbols, start, end, rows, features, params, path = row

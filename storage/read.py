@@ -247,7 +247,7 @@ class FeatureStore:
         moment = pd.Timestamp.now(tz="UTC") if as_of is None else parse_instant(as_of)
         first = _INT64.min if start is None else -(-_nanoseconds(parse_instant(start, name="start")) // 1000)
         last = _INT64.max if end is None else _nanoseconds(parse_instant(end, name="end")) // 1000
-        if first > last:
+        if start is not None and end is not None and parse_instant(start) > parse_instant(end):
             raise ValueError(f"start {start} is after end {end}")
         names = resolve_features(features)
         run = self._view(run_id)
@@ -288,10 +288,10 @@ class FeatureStore:
     def _view(self, run_id: str | None) -> RunView:
         """The pinned run (RunNotFound if unknown), else the one published last (NoRunError if none)."""
         if run_id is None:
-            stamp = self.catalog.stamp()
-            if self._latest is None or self._latest[0] != stamp:
-                self._latest = (stamp, self.catalog.latest_run())
-            info = self._latest[1]
+            stamp, latest = self.catalog.stamp(), self._latest
+            if latest is None or latest[0] != stamp:
+                latest = self._latest = (stamp, self.catalog.latest_run())
+            info = latest[1]
             if info is None:
                 raise NoRunError(f"no run is published in {self.catalog.data_dir} yet; run a backfill first")
             run_id = info.run_id
