@@ -36,6 +36,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 
 from service.backfill import (
@@ -340,7 +341,10 @@ class JobRunner:
                     break
                 if time.monotonic() - last_progress >= self.progress_every or message[1] == message[2]:
                     last_progress = time.monotonic()
-                    self.jobs.update(job.job_id, done=message[1], total=message[2])
+                    try:  # best effort: a busy catalog must not leave the child unsupervised
+                        self.jobs.update(job.job_id, done=message[1], total=message[2])
+                    except (OSError, duckdb.Error) as error:
+                        logger.warning("job %s: progress not recorded: %s", job.job_id, error)
         child.join(5.0)
         if child.is_alive():
             child.kill()
