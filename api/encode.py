@@ -113,8 +113,8 @@ def json_response(payload: Any) -> Response:
 
 
 def table_response(rows: pd.DataFrame, form: Format, metadata: dict[str, Any]) -> Response:
-    """Rows as an Arrow IPC stream (envelope in the schema metadata) or CSV (envelope's run_id and as_of
-    in `X-Asof-*` headers)."""
+    """Rows as an Arrow IPC stream (envelope in the schema metadata) or CSV (the envelope's scalars in
+    `X-Asof-*` headers; the stale list can outgrow a header, so it is only in JSON and Arrow)."""
     if form == "arrow":
         table = pa.Table.from_pandas(rows, preserve_index=False, nthreads=1)
         envelope = {key: orjson.dumps(value) for key, value in metadata.items()}
@@ -127,7 +127,7 @@ def table_response(rows: pd.DataFrame, form: Format, metadata: dict[str, Any]) -
         body = csv_bytes(rows)
     headers = {
         f"X-Asof-{key.replace('_', '-')}": str(metadata[key])
-        for key in ("run_id", "as_of")
+        for key in ("run_id", "as_of", "interval", "symbol")
         if key in metadata
     }
     return Response(body, media_type=MEDIA_TYPES[form], headers=headers)

@@ -120,6 +120,7 @@ def test_arrow_and_csv_carry_the_same_rows(served):
     csv = client.get("/features", params={"as_of": AS_OFS[1], "format": "csv"})
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.headers["x-asof-run-id"] == section.run_id
+    assert csv.headers["x-asof-interval"] == section.interval
     frame = pd.read_csv(io.StringIO(csv.text))
     assert frame["symbol"].tolist() == section.rows["symbol"].tolist()
     expected = store.cross_section(AS_OFS[1]).rows
@@ -224,7 +225,7 @@ def test_the_audit_route_answers_what_the_audit_finds(served):
 
 
 def test_the_matrix_download_takes_its_features_from_the_query(served):
-    client, store, job = served
+    client, _, job = served
     response = client.get(f"/runs/{job['run_id']}/matrix", params={"features": "RSI,Rec.RSI"})
     assert response.status_code == 200, response.text
     wide = pd.read_parquet(io.BytesIO(response.content))

@@ -27,7 +27,6 @@ from api.schemas import (
 )
 from api.state import Store
 from service.ratings.features import ROW_META
-from storage.catalog import NoRunError
 from storage.time import iso
 
 router = APIRouter(tags=["features"])
@@ -89,9 +88,7 @@ def batch(body: BatchIn, store: Store, format: Annotated[Format, Query()] = "jso
 def history(symbol: str, query: Annotated[HistoryQuery, Query()], store: Store) -> Response:
     """One symbol's rows with `ts` in `[start, end]`, as known at `as_of` (now when absent)."""
     as_of = query.as_of or _now()
-    run = store.catalog.run(query.run_id) if query.run_id else store.catalog.latest_run()
-    if run is None:
-        raise NoRunError("no run is published yet")
+    run = store.run(query.run_id)  # pinned (404 if unknown) or the newest published, from the store's cache
     with bad_input_is_422():
         rows = store.history(
             symbol,
