@@ -18,11 +18,11 @@ from backtest.metrics import performance, periods_per_year
 from backtest.optimisers import check_optimiser, optimise
 from backtest.selection import Selection, SelectionPolicy, select
 from backtest.simulation import Trade, simulate
+from storage.runs import NO_LAG
 from storage.time import interval_length
 
 Mode = Literal["dynamic", "static"]
 MODES: Final[tuple[Mode, ...]] = ("dynamic", "static")
-NO_LAG: Final = pd.Timedelta(0)
 DEFAULT_POLICY: Final = SelectionPolicy()
 
 

@@ -5,6 +5,7 @@ Errors print one line naming what was wrong and exit 1, never a traceback.
 """
 
 from collections.abc import Mapping, Sequence
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -89,6 +90,7 @@ class Strategy:
             "selection": selection,
             "optimizer": self.optimizer,
             "cost_bps": self.cost_bps,
+            "max_staleness": self.max_staleness,
         }
 
 
@@ -178,7 +180,10 @@ def backtest(
         features: FeatureClient = (
             HttpFeatures(service, run_id=run_id) if service else LocalFeatures(data_dir, run_id=run_id)
         )
-        results = strategy.run(MODES if mode is ModeChoice.both else (mode.value,), matrix, features, symbols)
+        with closing(features) if isinstance(features, HttpFeatures) else nullcontext(features):
+            results = strategy.run(
+                MODES if mode is ModeChoice.both else (mode.value,), matrix, features, symbols
+            )
         files = write_report(out, results, settings={**settings, "run_id": features.run_id})
         print_summary(results, files.report)
 

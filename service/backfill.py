@@ -19,14 +19,13 @@ from service.ratings.engine import rate
 from service.ratings.features import FEATURES, ROW_META
 from service.sources import Lake, read_candidates, read_returns
 from storage.catalog import RunInfo, SymbolStatus
-from storage.runs import RunWriter, available_at
+from storage.runs import NO_LAG, RunWriter, available_at
 from storage.time import interval_length, parse_instant
 
 STAGES = ("read", "clean", "compute", "write", "publish")
 """The stages `BackfillResult.timings` splits the wall time into (seconds)."""
 
 Progress = Callable[[int, int], None]
-NO_LAG = pd.Timedelta(0)
 
 
 class BackfillCancelled(Exception):

@@ -49,11 +49,11 @@ from service.backfill import (
 from service.sources import read_candidates
 from storage.catalog import Catalog, SymbolStatus
 from storage.jobs import ACTIVE, Job, JobStatus, JobStore, utc_now
+from storage.runs import NO_LAG
 from storage.time import interval_length, parse_instant
 
 logger = logging.getLogger(__name__)
 
-NO_LAG = pd.Timedelta(0)
 _QUEUED = frozenset({JobStatus.QUEUED})
 _RUNNING = frozenset({JobStatus.RUNNING})
 _CLEANING_COUNTS = ("rows_in", "rows", "duplicates", "unsorted", "zero_volume", "refused")
