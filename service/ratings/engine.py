@@ -152,7 +152,7 @@ def _rate_into(
     averages += [pine.hma(close, p.hull), pine.vwma(close, volume, p.vwma)]
     for k in range(len(_AVERAGES)):
         _put(out[_AVERAGES[k]], averages[k], starts, lengths)
-        votes = _average_votes(averages[k], close, tolerance)
+        votes = _above_votes(close, averages[k], tolerance)
         _put_votes(out[_AVERAGE_VOTES[k]], votes, ma, ma_count, starts, lengths)
     kijun = pine.donchian(high, low, p.kijun)
     _put(out[_KIJUN], kijun, starts, lengths)
@@ -190,8 +190,8 @@ def _rate_into(
         (_CCI_VOTE, _band_turn_votes(cci, -100.0, 100.0, tolerance)),
         (_ADX_VOTE, _adx_votes(adx, plus_di, minus_di, tolerance)),
         (_AO_VOTE, _ao_votes(ao, tolerance)),
-        (_MOM_VOTE, _rising_votes(mom, pine.shift(mom), tolerance)),
-        (_MACD_VOTE, _rising_votes(macd, signal, tolerance)),
+        (_MOM_VOTE, _above_votes(mom, pine.shift(mom), tolerance)),
+        (_MACD_VOTE, _above_votes(macd, signal, tolerance)),
         (_STOCH_RSI_VOTE, _stoch_votes(stoch_rsi_k, stoch_rsi_d, trend, True, tolerance)),
         (_WR_VOTE, _band_turn_votes(wr, -80.0, -20.0, tolerance)),
         (_BB_POWER_VOTE, _power_votes(bull, bear, trend, tolerance)),
@@ -271,18 +271,6 @@ def _defined(
 def _back(x: Panel, i: int, j: int, bars: int) -> float:
     """x[bars] on bar i of column j: na before the first bar."""
     return x[i - bars, j] if i >= bars else np.nan
-
-
-@compiled
-def _average_votes(average: Panel, close: Panel, tolerance: float) -> Panel:
-    """Section 4: +1 if the average is below the close, -1 if above, 0 if equal; na if either is na."""
-    rows, columns = close.shape
-    out = np.empty((rows, columns))
-    for i in range(rows):
-        for j in range(columns):
-            a, c = average[i, j], close[i, j]
-            out[i, j] = _vote(lt(a, c, tolerance), gt(a, c, tolerance), _defined(a, c))
-    return out
 
 
 @compiled
@@ -369,9 +357,9 @@ def _ao_votes(ao: Panel, tolerance: float) -> Panel:
 
 
 @compiled
-def _rising_votes(x: Panel, reference: Panel, tolerance: float) -> Panel:
-    """Mom (against Mom[1]) and MACD (against its signal): buy above the reference, sell below; counted when
-    both are."""
+def _above_votes(x: Panel, reference: Panel, tolerance: float) -> Panel:
+    """Buy where x is above the reference, sell where below, 0 where equal; na unless both are defined.
+    Section 4 (the close against each average), Mom (against Mom[1]) and MACD (against its signal)."""
     rows, columns = x.shape
     out = np.empty((rows, columns))
     for i in range(rows):
