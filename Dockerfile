@@ -18,18 +18,21 @@ COPY backtest ./backtest
 COPY cli ./cli
 COPY service ./service
 COPY storage ./storage
+COPY vocabulary ./vocabulary
 RUN uv sync --frozen --no-dev
 
-RUN useradd --create-home --uid 10001 asof && mkdir /data && chown asof:asof /data && chown -R asof:asof /app/service
+RUN useradd --create-home --uid 10001 asof && mkdir /data /app/numba-cache \
+    && chown asof:asof /data /app/numba-cache
 USER asof
 ENV PATH=/app/.venv/bin:$PATH \
     ASOF_DATA_DIR=/data \
     ASOF_HOST=0.0.0.0 \
     ASOF_PORT=8000 \
-    MPLCONFIGDIR=/tmp/matplotlib
-# Compile the ratings engine once at build time: numba caches the machine code in service/ratings/__pycache__
-# (writable by the service user), so neither the service nor a backfill child compiles at run time.
-RUN python -c "from service.universe import SyntheticUniverse; from service.ratings.engine import rate; \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    NUMBA_CACHE_DIR=/app/numba-cache
+# Compile the ratings engine once at build time into NUMBA_CACHE_DIR, so neither the service nor a backfill
+# child compiles at run time (the code itself stays read-only).
+RUN python -c "from service.sample import SyntheticUniverse; from service.ratings.engine import rate; \
     rate({s: f[f.volume > 0] for s, f in SyntheticUniverse(n_symbols=2, n_bars=300).frames().items()})"
 
 VOLUME ["/data"]

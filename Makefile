@@ -14,6 +14,7 @@ demo: setup
 
 test: setup
 	$(RUN) ruff check .
+	$(RUN) lint-imports
 	$(RUN) pytest
 
 bench: setup

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from api import errors
 from api.routes import features, health, jobs, runs
 from api.settings import Settings
-from service.jobs import JobRunner
+from service.jobs.runner import JobRunner
 from storage.read import FeatureStore
 
 DESCRIPTION = """Point-in-time TradingView Technical Ratings.

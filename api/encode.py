@@ -1,5 +1,8 @@
 """Feature rows on the wire: JSON (orjson, NaN and NA as null, votes as ints), Arrow IPC stream, CSV.
 
+Bytes in, bytes out: nothing here imports the web framework, so the CLI prints the same documents the API
+serves.
+
 JSON rows are built column by column with Arrow compute rather than a dict per row: a few times faster,
 which is what keeps a 1000-symbol cross-section within a few milliseconds and a batch of 130 within budget.
 Floats are written in shortest round-trip form (an integral value may lose its `.0`: `1` means `1.0`).
@@ -17,10 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv
-from fastapi import Response
 
 from storage.read import CrossSection
-from storage.time import iso
+from vocabulary.time import iso
 
 Format = Literal["json", "arrow", "csv"]
 MEDIA_TYPES: dict[str, str] = {
@@ -108,29 +110,28 @@ def csv_bytes(rows: pd.DataFrame) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def json_response(payload: Any) -> Response:
-    return Response(orjson.dumps(payload), media_type=MEDIA_TYPES["json"])
+def table_bytes(rows: pd.DataFrame, form: Literal["arrow", "csv"], metadata: dict[str, Any]) -> bytes:
+    """Rows as an Arrow IPC stream (the envelope `metadata` in the schema metadata) or as CSV (the rows
+    only: see `envelope_headers`)."""
+    if form == "csv":
+        return csv_bytes(rows)
+    table = pa.Table.from_pandas(rows, preserve_index=False, nthreads=1)
+    envelope = {key: orjson.dumps(value) for key, value in metadata.items()}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **envelope})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
 
 
-def table_response(rows: pd.DataFrame, form: Format, metadata: dict[str, Any]) -> Response:
-    """Rows as an Arrow IPC stream (envelope in the schema metadata) or CSV (the envelope's scalars in
-    `X-Asof-*` headers; the stale list can outgrow a header, so it is only in JSON and Arrow)."""
-    if form == "arrow":
-        table = pa.Table.from_pandas(rows, preserve_index=False, nthreads=1)
-        envelope = {key: orjson.dumps(value) for key, value in metadata.items()}
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **envelope})
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        body = sink.getvalue().to_pybytes()
-    else:
-        body = csv_bytes(rows)
-    headers = {
+def envelope_headers(metadata: dict[str, Any]) -> dict[str, str]:
+    """The envelope's scalars as `X-Asof-*` headers, for answers whose body holds only rows (CSV); the
+    stale list can outgrow a header, so it is only in JSON and Arrow."""
+    return {
         f"X-Asof-{key.replace('_', '-')}": str(metadata[key])
         for key in ("run_id", "as_of", "interval", "symbol")
         if key in metadata
     }
-    return Response(body, media_type=MEDIA_TYPES[form], headers=headers)
 
 
 def stack(frames: Sequence[pd.DataFrame], keys: Sequence[Any], name: str) -> pd.DataFrame:

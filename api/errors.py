@@ -1,53 +1,58 @@
-"""One error shape, `{"detail": ...}`, with the status a client can act on: 404 for an unknown job, run or
-symbol, 409 for a conflict, 422 for bad input (naming the field and value), never a 500 for client input."""
+"""One error shape, `{"detail": ...}`, with the status the error's kind calls for (`vocabulary.errors`):
+404 NotFound, 409 Conflict, 422 InvalidInput (naming the field), 503 Unavailable. Anything else is a bug,
+not the client's fault: a 500 whose traceback goes to the server log, never to the client."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request, Response
 
-from service.jobs import DuplicateJob, InvalidRequest, JobFinished
-from storage.catalog import NoRunError, RunNotFound, SymbolNotFound
-from storage.jobs import JobNotFound
+from api.responses import json_response
+from vocabulary.errors import Conflict, InvalidInput, NotFound, Unavailable
 
-NOT_FOUND = (JobNotFound, RunNotFound, NoRunError, SymbolNotFound)
+logger = logging.getLogger(__name__)
+
 ERROR_RESPONSES: dict[int | str, dict] = {
     404: {"description": "unknown job, run or symbol, or no run published yet"},
     422: {"description": "bad input; `detail` names the field and the value"},
+    503: {"description": "storage cannot answer now (locked or damaged catalog, missing run file)"},
 }
 
 
-@contextmanager
-def bad_input_is_422() -> Iterator[None]:
-    """Around a store call: the store answers bad arguments with ValueError, which is the client's fault."""
-    try:
-        yield
-    except ValueError as error:
-        raise HTTPException(422, str(error)) from None
+def _not_found(request: Request, error: Exception) -> Response:
+    return json_response({"detail": str(error)}, 404)
 
 
-def _not_found(request: Request, error: Exception) -> JSONResponse:
-    return JSONResponse({"detail": str(error)}, status_code=404)
-
-
-def _invalid(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, InvalidRequest)
-    detail = [{"loc": ["body", error.field], "msg": error.message, "type": "value_error"}]
-    return JSONResponse({"detail": detail}, status_code=422)
-
-
-def _conflict(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, DuplicateJob | JobFinished)
-    job_id = error.job.job_id
-    return JSONResponse(
-        {"detail": str(error), "job_id": job_id}, status_code=409, headers={"Location": f"/jobs/{job_id}"}
+def _conflict(request: Request, error: Exception) -> Response:
+    job = getattr(error, "job", None)  # a conflict with a job (duplicate, finished) points at it
+    if job is None:
+        return json_response({"detail": str(error)}, 409)
+    return json_response(
+        {"detail": str(error), "job_id": job.job_id}, 409, headers={"Location": f"/jobs/{job.job_id}"}
     )
 
 
+def _invalid(request: Request, error: Exception) -> Response:
+    assert isinstance(error, InvalidInput)
+    if error.field is None:
+        return json_response({"detail": str(error)}, 422)
+    return json_response(
+        {"detail": [{"loc": [error.field], "msg": error.message, "type": "invalid_input"}]}, 422
+    )
+
+
+def _unavailable(request: Request, error: Exception) -> Response:
+    logger.warning("%s %s: storage unavailable: %s", request.method, request.url.path, error)
+    return json_response({"detail": str(error)}, 503)
+
+
+def _internal(request: Request, error: Exception) -> Response:
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=error)
+    return json_response({"detail": "internal server error; the server log has the details"}, 500)
+
+
 def install(app: FastAPI) -> None:
-    for error in NOT_FOUND:
-        app.add_exception_handler(error, _not_found)
-    app.add_exception_handler(InvalidRequest, _invalid)
-    app.add_exception_handler(DuplicateJob, _conflict)
-    app.add_exception_handler(JobFinished, _conflict)
+    app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(Conflict, _conflict)
+    app.add_exception_handler(InvalidInput, _invalid)
+    app.add_exception_handler(Unavailable, _unavailable)
+    app.add_exception_handler(Exception, _internal)

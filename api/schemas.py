@@ -19,9 +19,9 @@ from pydantic import (
 )
 
 from api.encode import Format
-from service.ratings.features import FEATURES, RATINGS
-from storage.jobs import JobStatus
-from storage.time import INTERVALS, parse_instant
+from service.jobs.store import KINDS, JobStatus
+from vocabulary.features import FEATURES, RATINGS
+from vocabulary.time import INTERVALS, parse_instant
 
 MAX_SYMBOLS = 20_000
 MAX_INSTANTS = 1_000  # a long daily schedule per call; bounds the memory one request can take
@@ -162,6 +162,16 @@ class BackfillIn(BaseModel):
     keep_zero_volume: bool = False
 
 
+class AuditIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"samples": 50, "seed": 7}]})
+
+    samples: int = Field(20, ge=1, le=1000, description="samples per check")
+    seed: int = Field(0, ge=0, description="seed of the samples; the same seed audits the same rows")
+
+
+Kind = Literal[tuple(KINDS)]  # type: ignore[valid-type]
+
+
 class Progress(BaseModel):
     done: int = Field(description="symbols done")
     total: int | None = Field(description="symbols in the universe, once known")
@@ -173,6 +183,7 @@ class JobOut(BaseModel):
             "examples": [
                 {
                     "job_id": "5f0c2a9b7d1e",
+                    "kind": "backfill",
                     "status": "running",
                     "params": {"lake": "/data/lake", "interval": "1d"},
                     "progress": {"done": 200, "total": 1000},
@@ -189,14 +200,19 @@ class JobOut(BaseModel):
     )
 
     job_id: str
+    kind: Kind
     status: JobStatus
-    params: dict[str, Any]
+    params: dict[str, Any] = Field(
+        description="the job's work: a backfill spec, or the audit's run and samples"
+    )
     progress: Progress
     errors: list[dict[str, Any]] = Field(description="status and reason of every symbol that failed")
     report: dict[str, Any] = Field(
-        description="cleaning counts and refusal reasons over all symbols, timings"
+        description="a backfill's cleaning counts, refusal reasons and timings; an audit's report"
     )
-    run_id: str | None = Field(description="the published run, once succeeded")
+    run_id: str | None = Field(
+        description="the run a backfill published (once succeeded) or an audit examines"
+    )
     created: datetime
     started: datetime | None
     finished: datetime | None

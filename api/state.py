@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.jobs import JobRunner
+from service.jobs.runner import JobRunner
 from storage.read import FeatureStore
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from storage.read import FeatureStore
-from storage.time import iso
+from vocabulary.time import iso
 
 
 class CrossSectionLike(Protocol):

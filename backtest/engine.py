@@ -18,8 +18,7 @@ from backtest.metrics import performance, periods_per_year
 from backtest.optimisers import check_optimiser, optimise
 from backtest.selection import Selection, SelectionPolicy, select
 from backtest.simulation import Trade, simulate
-from storage.runs import NO_LAG
-from storage.time import interval_length
+from vocabulary.time import NO_LAG, available_at, check_lag, interval_length
 
 Mode = Literal["dynamic", "static"]
 MODES: Final[tuple[Mode, ...]] = ("dynamic", "static")
@@ -89,7 +88,7 @@ class Backtest:
         max_staleness: int = 5,
     ) -> None:
         self.interval = interval
-        self.lag = lag
+        self.lag = check_lag(lag)
         self.rebalance_every = rebalance_every
         self.lookback = lookback
         self.policy = policy
@@ -97,15 +96,15 @@ class Backtest:
         self.cost_bps = cost_bps
         self.mode = mode
         self.max_staleness = max_staleness
-        self._bar = interval_length(interval)
+        interval_length(interval)
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         if rebalance_every < 1 or lookback < 2:
             raise ValueError(
                 f"rebalance_every must be >= 1 and lookback >= 2, got {rebalance_every}, {lookback}"
             )
-        if cost_bps < 0 or lag < pd.Timedelta(0):
-            raise ValueError(f"cost_bps and lag must not be negative, got {cost_bps}, {lag}")
+        if cost_bps < 0:
+            raise ValueError(f"cost_bps must not be negative, got {cost_bps}")
 
     def schedule(self, index: pd.DatetimeIndex) -> list[int]:
         """Rebalance rows: the first after `lookback` rows, then every `rebalance_every`, each with a row to
@@ -119,7 +118,7 @@ class Backtest:
 
     def as_of(self, ts: pd.Timestamp) -> pd.Timestamp:
         """The close of the bar opened at `ts` plus the publication lag: when its features become knowable."""
-        return ts + self._bar + self.lag
+        return available_at(ts, self.interval, self.lag)
 
     def run(
         self,

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from storage.time import interval_length
+from vocabulary.time import interval_length
 
 TRADING_DAYS: int = 252
 CALENDAR_DAYS: int = 365

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from service.ratings.features import FEATURES
+from vocabulary.features import FEATURES
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from service.backfill import HistoricalFeatureBackfill
-from service.universe import SyntheticUniverse
+from service.sample import SyntheticUniverse
+from vocabulary.spec import BackfillSpec
 
 UNIVERSE = SyntheticUniverse(n_symbols=1000, n_bars=2520, seed=0)
 
@@ -17,7 +18,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="asof-bench-backfill-") as root:
         files = UNIVERSE.write(Path(root) / "sample")
         began = time.perf_counter()
-        result = HistoricalFeatureBackfill(Path(root) / "data", lake=files.lake, interval="1d").run()
+        result = HistoricalFeatureBackfill(
+            Path(root) / "data", BackfillSpec(lake=files.lake, interval="1d")
+        ).run()
         wall = time.perf_counter() - began
     bars = sum(status.rows_in for status in result.statuses)
     print(

@@ -16,13 +16,14 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from api.process import running_server
 from backtest.client import HttpFeatures
 from backtest.engine import Backtest, BacktestResult
 from backtest.report import write_report
 from service.backfill import HistoricalFeatureBackfill
-from service.sources import read_returns
-from service.universe import SyntheticUniverse
+from service.sample import SyntheticUniverse
+from service.sources.lake import read_returns
+from tests.support.server import running_server
+from vocabulary.spec import BackfillSpec
 
 SYMBOLS, BARS, SEED = 500, 3652, 5  # ten years of a market that trades every day
 LOOKBACK, EVERY = 252, 27  # (3652 - 1 - 252) / 27 -> 126 rebalances
@@ -36,7 +37,7 @@ def main() -> None:
             note.append(f"{SYMBOLS} symbols x {BARS} daily bars written")
         with _step("backfill") as note:
             job = HistoricalFeatureBackfill(
-                root / "data", lake=files.lake, interval="1d", returns=files.returns
+                root / "data", BackfillSpec(lake=files.lake, interval="1d", returns=files.returns)
             )
             run = job.run().run
             note.append(f"run {run.run_id}, {run.rows:,} rows")

@@ -16,9 +16,9 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from api.process import running_server
-from service.universe import SyntheticUniverse
-from storage.time import interval_length
+from service.sample import SyntheticUniverse
+from tests.support.server import running_server
+from vocabulary.time import interval_length
 
 UNIVERSE = SyntheticUniverse(n_symbols=1000, n_bars=2520, seed=0)
 REQUESTS_PER_CLIENT = 200

@@ -13,9 +13,9 @@ import resource
 import time
 import tracemalloc
 
-from service.ohlcv import clean_bars
 from service.ratings import engine, oracle
-from service.universe import SyntheticUniverse
+from service.sample import SyntheticUniverse
+from service.sources.bars import clean_bars
 
 SYMBOLS, BARS, SEED = 500, 2520, 2
 ORACLE_SYMBOLS = int(os.environ.get("ASOF_BENCH_ORACLE_SYMBOLS", SYMBOLS))

@@ -17,23 +17,24 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from service.ohlcv import clean_bars
 from service.ratings.engine import rate
-from service.ratings.features import RATINGS, ROW_META
-from service.universe import SyntheticUniverse
+from service.sample import SyntheticUniverse
+from service.sources.bars import clean_bars
 from storage.catalog import Catalog, RunInfo
 from storage.read import FeatureStore
-from storage.runs import ROW_GROUP_ROWS, RunWriter, available_at
+from storage.runs import ROW_GROUP_ROWS, RunWriter
+from vocabulary.features import RATINGS, ROW_META
+from vocabulary.spec import BackfillSpec
+from vocabulary.time import available_at
 
 UNIVERSE = SyntheticUniverse(n_symbols=1000, n_bars=2520, seed=0)
 CACHE = Path(tempfile.gettempdir()) / "asof-bench-store"
-PARAMS = {
-    "bench": "store",
-    "row_group_rows": ROW_GROUP_ROWS,
-    "n_symbols": UNIVERSE.n_symbols,
-    "n_bars": UNIVERSE.n_bars,
-    "seed": UNIVERSE.seed,
-}
+SPEC = BackfillSpec(
+    lake=f"(bench store: {UNIVERSE.n_symbols} x {UNIVERSE.n_bars} seed {UNIVERSE.seed}, "
+    f"row groups of {ROW_GROUP_ROWS})",
+    interval=UNIVERSE.interval,
+)
+"""Names the parameters the cached run was built with, so a cache made with others is rebuilt."""
 CHUNK = 100
 QUERIES = {"in-memory": 2000, "duckdb": 300, "naive sql": 40}
 
@@ -99,14 +100,14 @@ def _cached_run() -> RunInfo:
     """The bench run, built on first use; a cache made with other parameters is rebuilt."""
     if CACHE.exists():
         latest = Catalog(CACHE).latest_run()
-        if latest is not None and latest.params == PARAMS:
+        if latest is not None and latest.spec == SPEC:
             return latest
         shutil.rmtree(CACHE)
     print(f"building the bench run under {CACHE} (once)...", flush=True)
     began = time.perf_counter()
     frames = {symbol: clean_bars(raw)[0] for symbol, raw in UNIVERSE.frames().items()}
     symbols = sorted(frames)
-    with RunWriter(CACHE, interval=UNIVERSE.interval, params=PARAMS) as writer:
+    with RunWriter(CACHE, SPEC) as writer:
         for first in range(0, len(symbols), CHUNK):
             rows = rate({symbol: frames[symbol] for symbol in symbols[first : first + CHUNK]})
             rows.insert(2, "available_at", available_at(rows["ts"], UNIVERSE.interval))

@@ -1,6 +1,6 @@
-"""`asof` console script. Importing the command modules registers their commands on the app."""
+"""`asof` console script: one module per command (`cli/<command>.py`); importing them registers them."""
 
-from cli import cycle, ratings, serve, store, trading  # noqa: F401  (registers commands)
+from cli import audit, backfill, backtest, demo, export, features, pipeline, ratings, serve  # noqa: F401
 from cli.app import app
 
 __all__ = ["app"]

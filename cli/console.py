@@ -1,4 +1,5 @@
-"""What every `asof` command shares: the data-dir option, one-line errors, progress, the per-symbol table."""
+"""What every `asof` command shares: the data-dir option, one-line errors, progress, the per-symbol table,
+comma-separated name options."""
 
 import sys
 from collections.abc import Callable, Iterator
@@ -13,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from service.backfill import BackfillCancelled
 from storage.catalog import SymbolStatus
+from vocabulary.errors import AsofError
 
 DataDir = Annotated[
     Path,
@@ -36,7 +37,7 @@ def one_line_errors() -> Iterator[None]:
     """Turn the errors a user can cause into `error: <message>` on stderr and exit status 1."""
     try:
         yield
-    except (ValueError, LookupError, OSError, duckdb.Error, BackfillCancelled) as error:
+    except (AsofError, ValueError, LookupError, OSError, duckdb.Error) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(1) from None
@@ -81,3 +82,18 @@ def symbol_table(statuses: list[SymbolStatus]) -> Table:
             Text(status.reason or ""),  # plain text: a reason may hold brackets rich would read as markup
         )
     return table
+
+
+def names(value: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None when not given); empty items are an error."""
+    if value is None:
+        return None
+    parts = [part.strip() for part in value.split(",")]
+    if not all(parts):
+        raise ValueError(f"empty name in {value!r}")
+    return parts
+
+
+def feature_names(value: str | None) -> list[str] | str | None:
+    """--features: None (the three ratings), "all", or a list of names."""
+    return value if value == "all" else names(value)

@@ -9,11 +9,11 @@ import pandas as pd
 import typer
 
 from cli.app import app
-from service.ohlcv import CleaningReport, OHLCVError, clean_bars, read_bars
 from service.ratings.engine import rate_frame
-from service.ratings.features import FEATURES, VOTES
+from service.sources.bars import CleaningReport, OHLCVError, clean_bars, read_bars
 from storage.runs import available_at
-from storage.time import interval_length
+from vocabulary.features import FEATURES, VOTES
+from vocabulary.time import interval_length
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 

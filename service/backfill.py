@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from service.ohlcv import CleaningReport, SymbolRefused, clean_bars
 from service.ratings.engine import rate
-from service.ratings.features import FEATURES, ROW_META
-from service.sources import Lake, read_candidates, read_returns
+from service.sources.bars import CleaningReport, SymbolRefused, clean_bars
+from service.sources.lake import Lake, read_candidates, read_returns
 from storage.catalog import RunInfo, SymbolStatus
-from storage.runs import NO_LAG, RunWriter, available_at
-from storage.time import interval_length, parse_instant
+from storage.runs import RunWriter
+from vocabulary.errors import AsofError, InvalidInput
+from vocabulary.features import FEATURES, ROW_META
+from vocabulary.spec import BackfillSpec
+from vocabulary.time import available_at
 
 STAGES = ("read", "clean", "compute", "write", "publish")
 """The stages `BackfillResult.timings` splits the wall time into (seconds)."""
@@ -28,11 +30,11 @@ STAGES = ("read", "clean", "compute", "write", "publish")
 Progress = Callable[[int, int], None]
 
 
-class BackfillCancelled(Exception):
+class BackfillCancelled(AsofError):
     """`cancelled()` turned true between two chunks; the run was aborted and nothing is visible."""
 
 
-class BackfillFailed(ValueError):
+class BackfillFailed(AsofError):
     """Nothing could be stored (every symbol failed, or none has a bar in the span); nothing is published.
 
     `statuses` keeps every symbol's reason so a caller (CLI, job) can report them.
@@ -50,60 +52,15 @@ class BackfillResult:
     timings: dict[str, float]
 
 
-def resolve_inside(data_dir: Path | str, path: Path | str) -> Path:
-    """`path` (relative paths are taken from `data_dir`) resolved, symlinks included, inside `data_dir`.
-
-    API clients name files on the server; this keeps them from naming anything outside the data directory.
-    """
-    root = Path(data_dir).resolve()
-    resolved = (root / path).resolve()
-    if not resolved.is_relative_to(root):
-        raise ValueError(f"path {str(path)!r} resolves outside the data directory {str(root)!r}")
-    return resolved
-
-
 class HistoricalFeatureBackfill:
-    """Backfill one interval of a lake into a new run of `data_dir`.
+    """Backfill a lake into a new run of `data_dir` as `spec` says; `chunk_size` symbols are rated at once,
+    which bounds memory."""
 
-    The universe is, first found: `symbols`, the `candidates` file, the columns of the `returns` matrix, every
-    symbol of the lake. The stored span is `[start, end]` on bar open time `ts` (inclusive; bare dates are
-    00:00 UTC), defaulting to the span of `returns` when it is given, else to all history.
-    """
-
-    def __init__(
-        self,
-        data_dir: Path | str,
-        *,
-        lake: Path | str,
-        interval: str,
-        symbols: list[str] | None = None,
-        candidates: Path | str | None = None,
-        returns: Path | str | None = None,
-        start: str | pd.Timestamp | None = None,
-        end: str | pd.Timestamp | None = None,
-        lag: pd.Timedelta = NO_LAG,
-        keep_zero_volume: bool = False,
-        chunk_size: int = 200,
-    ):
-        interval_length(interval)
-        lag = pd.Timedelta(lag)
-        if lag < NO_LAG or lag % pd.Timedelta(seconds=1):
-            raise ValueError(f"lag: must be a non-negative whole number of seconds, got {lag}")
-        start = None if start is None else parse_instant(start, name="start")
-        end = None if end is None else parse_instant(end, name="end")
-        _check_span(start, end)
+    def __init__(self, data_dir: Path | str, spec: BackfillSpec, *, chunk_size: int = 200):
         if chunk_size < 1:
-            raise ValueError(f"chunk_size: must be at least 1, got {chunk_size}")
+            raise InvalidInput(f"must be at least 1, got {chunk_size}", field="chunk_size")
         self.data_dir = Path(data_dir)
-        self.lake = Path(lake)
-        self.interval = interval
-        self.symbols = symbols
-        self.candidates = None if candidates is None else Path(candidates)
-        self.returns = None if returns is None else Path(returns)
-        self.start = start
-        self.end = end
-        self.lag = lag
-        self.keep_zero_volume = keep_zero_volume
+        self.spec = spec
         self.chunk_size = chunk_size
 
     def run(
@@ -111,18 +68,18 @@ class HistoricalFeatureBackfill:
     ) -> BackfillResult:
         """Compute, store and publish the run; `progress(done, total)` after each chunk of symbols.
 
-        Raises BackfillCancelled when `cancelled()` is true between chunks and BackfillFailed (a ValueError)
+        Raises BackfillCancelled when `cancelled()` is true between chunks and BackfillFailed
         when nothing can be stored; either way the run is aborted and the store is unchanged.
         """
         timings = dict.fromkeys(STAGES, 0.0)
         progress = progress or _ignore
-        lake = Lake(self.lake, self.interval)
+        lake = Lake(self.spec.lake, self.spec.interval)
         universe, origin, (start, end) = self._universe(lake)
         if not universe:
-            raise ValueError(f"the universe is empty: {origin} names no symbols")
+            raise InvalidInput(f"the universe is empty: {origin} names no symbols")
         known = set(lake.symbols())
         statuses: dict[str, SymbolStatus] = {}
-        with RunWriter(self.data_dir, interval=self.interval, lag=self.lag, params=self._params()) as writer:
+        with RunWriter(self.data_dir, self.spec) as writer:
             progress(0, len(universe))
             for chunk in batched(universe, self.chunk_size):
                 if cancelled is not None and cancelled():
@@ -154,20 +111,22 @@ class HistoricalFeatureBackfill:
 
     def _universe(self, lake: Lake) -> tuple[list[str], str, tuple[pd.Timestamp | None, pd.Timestamp | None]]:
         """The symbols to backfill (deduplicated, in order), where they came from, and the stored span."""
-        start, end = self.start, self.end
-        returns = read_returns(self.returns) if self.returns is not None else None
+        spec = self.spec
+        start, end = spec.start, spec.end
+        returns = read_returns(spec.returns) if spec.returns is not None else None
         if returns is not None and len(returns.index):
             start = returns.index[0] if start is None else start
             end = returns.index[-1] if end is None else end
-            _check_span(start, end)
-        if self.symbols is not None:
-            symbols, origin = self.symbols, "the symbols given"
-        elif self.candidates is not None:
-            symbols, origin = read_candidates(self.candidates), f"candidates file {self.candidates}"
+            if start > end:
+                raise InvalidInput(f"start {start.isoformat()} is after end {end.isoformat()}", field="start")
+        if spec.symbols is not None:
+            symbols, origin = list(spec.symbols), "the symbols given"
+        elif spec.candidates is not None:
+            symbols, origin = read_candidates(spec.candidates), f"candidates file {spec.candidates}"
         elif returns is not None:
-            symbols, origin = [str(column) for column in returns.columns], f"returns matrix {self.returns}"
+            symbols, origin = [str(column) for column in returns.columns], f"returns matrix {spec.returns}"
         else:
-            symbols, origin = lake.symbols(), f"lake {self.lake}"
+            symbols, origin = lake.symbols(), f"lake {spec.lake}"
         return list(dict.fromkeys(symbols)), origin, (start, end)
 
     def _load(
@@ -175,12 +134,12 @@ class HistoricalFeatureBackfill:
     ) -> tuple[pd.DataFrame, CleaningReport] | SymbolStatus:
         """The symbol's cleaned bars and cleaning report, or its failed status saying why there are none."""
         if symbol not in known:
-            return _failed(symbol, f"not found in lake {self.lake} (named by {origin})")
+            return _failed(symbol, f"not found in lake {self.spec.lake} (named by {origin})")
         try:
             with _timed(timings, "read"):
                 raw = lake.read(symbol)
             with _timed(timings, "clean"):
-                bars, report = clean_bars(raw, keep_zero_volume=self.keep_zero_volume)
+                bars, report = clean_bars(raw, keep_zero_volume=self.spec.keep_zero_volume)
         except SymbolRefused as error:
             return _failed(symbol, str(error), error.report)
         except (ValueError, OSError) as error:  # OHLCVError, and anything else a broken file raises
@@ -202,20 +161,8 @@ class HistoricalFeatureBackfill:
         if end is not None:
             keep &= rated["ts"] <= end
         rows = rated[keep].reset_index(drop=True)
-        rows.insert(2, "available_at", available_at(rows["ts"], self.interval, self.lag))
+        rows.insert(2, "available_at", available_at(rows["ts"], self.spec.interval, self.spec.lag))
         return rows[[*ROW_META, *FEATURES]]
-
-    def _params(self) -> dict:
-        """What the catalog records about how the run was made (JSON-friendly)."""
-        return {
-            "lake": str(self.lake),
-            "symbols": self.symbols,
-            "candidates": None if self.candidates is None else str(self.candidates),
-            "returns": None if self.returns is None else str(self.returns),
-            "start": None if self.start is None else self.start.isoformat(),
-            "end": None if self.end is None else self.end.isoformat(),
-            "keep_zero_volume": self.keep_zero_volume,
-        }
 
 
 def _stored_statuses(reports: dict[str, CleaningReport], rows: pd.DataFrame) -> Iterator[SymbolStatus]:
@@ -273,11 +220,6 @@ def _check_something_stored(
         first = start.isoformat() if start is not None else "the start"
         last = end.isoformat() if end is not None else "the end"
         raise BackfillFailed(f"no symbol has a bar between {first} and {last}, nothing published", statuses)
-
-
-def _check_span(start: pd.Timestamp | None, end: pd.Timestamp | None) -> None:
-    if start is not None and end is not None and start > end:
-        raise ValueError(f"start {start.isoformat()} is after end {end.isoformat()}")
 
 
 @contextmanager

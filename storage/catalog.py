@@ -1,9 +1,12 @@
-"""The catalog: which runs are published, and how every symbol fared in each.
+"""The catalog: which runs are published, how every symbol fared in each, and the jobs table.
 
 `catalog.duckdb` under the data dir is the one authority on visibility: a run exists for readers once its
 row is committed here, and not before. DuckDB lets one process open a database file at a time, so every
 call opens a short-lived connection (`Catalog.connect`) and retries while another process holds the file;
 an API server and a CLI backfill can then share a data dir.
+
+The file carries its format version (`FORMAT_VERSION`); opening an older catalog migrates it in place in one
+transaction, and a newer one is refused with what to do. Each run records the layout version of its files.
 """
 
 import json
@@ -13,25 +16,36 @@ import random
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+from typing import Final
 
 import duckdb
 import pandas as pd
 
-CATALOG_FILE = "catalog.duckdb"
-PUBLISHED_MARKER = "catalog.published"
+from vocabulary.errors import NotFound, Unavailable
+from vocabulary.spec import BackfillSpec
+
+CATALOG_FILE: Final = "catalog.duckdb"
+PUBLISHED_MARKER: Final = "catalog.published"
+"""Replaced after every publish, so readers can tell with one stat that the newest run may have changed."""
+FORMAT_VERSION: Final = 2
+"""1: the first release. 2: a `format` table; runs record their whole BackfillSpec and their layout; jobs
+have a kind."""
+RUN_LAYOUT: Final = 1
+"""How a run's files are laid out. 1: one `features.parquet` sorted by (available_at, symbol)."""
 
 logger = logging.getLogger(__name__)
-"""Replaced after every publish, so readers can tell with one stat that the newest run may have changed."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
+_SCHEMA = f"""
+CREATE TABLE format (version INTEGER NOT NULL);
+INSERT INTO format VALUES ({FORMAT_VERSION});
+CREATE TABLE runs (
     run_id VARCHAR PRIMARY KEY,
     interval VARCHAR NOT NULL,
     lag_us BIGINT NOT NULL,
@@ -44,9 +58,10 @@ CREATE TABLE IF NOT EXISTS runs (
     n_rows BIGINT NOT NULL,
     features VARCHAR[] NOT NULL,
     params VARCHAR NOT NULL,
-    path VARCHAR NOT NULL
+    path VARCHAR NOT NULL,
+    layout INTEGER NOT NULL DEFAULT {RUN_LAYOUT}
 );
-CREATE TABLE IF NOT EXISTS symbol_status (
+CREATE TABLE symbol_status (
     run_id VARCHAR NOT NULL,
     symbol VARCHAR NOT NULL,
     ok BOOLEAN NOT NULL,
@@ -64,10 +79,25 @@ CREATE TABLE IF NOT EXISTS symbol_status (
     last_available_at TIMESTAMPTZ,
     PRIMARY KEY (run_id, symbol)
 );
+CREATE TABLE jobs (
+    job_id VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL DEFAULT 'backfill',
+    status VARCHAR NOT NULL,
+    params VARCHAR NOT NULL,
+    params_key VARCHAR NOT NULL,
+    done BIGINT NOT NULL DEFAULT 0,
+    total BIGINT,
+    errors VARCHAR NOT NULL DEFAULT '[]',
+    report VARCHAR NOT NULL DEFAULT '{{}}',
+    run_id VARCHAR,
+    created TIMESTAMP NOT NULL,
+    started TIMESTAMP,
+    finished TIMESTAMP,
+    message VARCHAR
+);
 """
 _RUN_COLUMNS = (
-    "run_id, interval, lag_us, created_at, code_version, symbols, start_ts, end_ts, n_rows, features, "
-    "params, path"
+    "run_id, created_at, code_version, symbols, start_ts, end_ts, n_rows, features, params, path, layout"
 )
 _STATUS_COLUMNS = (
     "symbol, ok, reason, rows_in, n_rows, duplicates, unsorted, zero_volume, refused, refused_reasons, "
@@ -75,24 +105,24 @@ _STATUS_COLUMNS = (
 )
 
 
-class RunNotFound(LookupError):
+class RunNotFound(NotFound):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"unknown run {run_id!r}")
         self.run_id = run_id
 
 
-class NoRunError(LookupError):
+class NoRunError(NotFound):
     """Nothing is published yet, so there is no default run to read."""
 
 
-class SymbolNotFound(LookupError):
+class SymbolNotFound(NotFound):
     def __init__(self, symbol: str, run_id: str) -> None:
         super().__init__(f"symbol {symbol!r} has no rows in run {run_id!r}")
         self.symbol = symbol
         self.run_id = run_id
 
 
-class CatalogLocked(TimeoutError):
+class CatalogLocked(Unavailable):
     """Another process kept the catalog file locked for longer than the catalog waits."""
 
 
@@ -116,11 +146,11 @@ class SymbolStatus:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """A published run. `path` is its Parquet file; `start`/`end` the first and last bar `ts` it holds."""
+    """A published run: the spec it was made from, its Parquet file (`path`), the first and last bar `ts` it
+    holds (`start`, `end`)."""
 
     run_id: str
-    interval: str
-    lag: pd.Timedelta
+    spec: BackfillSpec
     created_at: pd.Timestamp
     code_version: str
     symbols: list[str]
@@ -128,8 +158,16 @@ class RunInfo:
     end: pd.Timestamp | None
     rows: int
     features: list[str]
-    params: dict
     path: Path
+    layout: int = RUN_LAYOUT
+
+    @property
+    def interval(self) -> str:
+        return self.spec.interval
+
+    @property
+    def lag(self) -> pd.Timedelta:
+        return self.spec.lag
 
 
 class Catalog:
@@ -142,7 +180,7 @@ class Catalog:
         self.lock_timeout = lock_timeout
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.connect() as connection:
-            connection.execute(_SCHEMA)
+            _open_format(connection, self.path)
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -238,7 +276,7 @@ class Catalog:
             connection.execute("BEGIN TRANSACTION")
             try:
                 connection.execute(
-                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         run.run_id,
                         run.interval,
@@ -251,8 +289,9 @@ class Catalog:
                         run.end,
                         run.rows,
                         run.features,
-                        json.dumps(run.params),
+                        json.dumps(run.spec.to_dict()),
                         relative,
+                        run.layout,
                     ],
                 )
                 connection.executemany(
@@ -270,11 +309,10 @@ class Catalog:
             logger.warning("run %s published; %s not updated: %s", run.run_id, PUBLISHED_MARKER, error)
 
     def _run(self, row: tuple) -> RunInfo:
-        run_id, interval, lag_us, created, version, symbols, start, end, rows, features, params, path = row
+        run_id, created, version, symbols, start, end, rows, features, params, path, layout = row
         return RunInfo(
             run_id=run_id,
-            interval=interval,
-            lag=pd.Timedelta(lag_us, "us"),
+            spec=BackfillSpec.from_dict(json.loads(params)),
             created_at=_instant(created),
             code_version=version,
             symbols=list(symbols),
@@ -282,9 +320,71 @@ class Catalog:
             end=_instant(end),
             rows=rows,
             features=list(features),
-            params=json.loads(params),
             path=self.data_dir / path,
+            layout=layout,
         )
+
+
+def _open_format(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Create a new catalog, migrate an older one in one transaction, refuse a newer one."""
+    tables = {name for (name,) in connection.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "format" in tables:
+        (version,) = connection.execute("SELECT max(version) FROM format").fetchone()
+    else:
+        version = 1 if "runs" in tables else 0
+    if version == FORMAT_VERSION:
+        return
+    if version > FORMAT_VERSION:
+        raise Unavailable(
+            f"catalog {path.name} has format {version}, newer than this asof understands ({FORMAT_VERSION}): "
+            "upgrade asof to read this data directory"
+        )
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        if version == 0:
+            connection.execute(_SCHEMA)
+        else:
+            for step in range(version, FORMAT_VERSION):
+                _MIGRATIONS[step](connection, tables)
+            connection.execute(f"UPDATE format SET version = {FORMAT_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    if version:
+        logger.warning("catalog %s migrated from format %d to %d", path, version, FORMAT_VERSION)
+
+
+def _migrate_1_to_2(connection: duckdb.DuckDBPyConnection, tables: set[str]) -> None:
+    """Runs record their whole spec (interval and lag join the other parameters) and their layout; jobs get
+    a kind (every job of format 1 was a backfill); the format table appears."""
+    connection.execute("CREATE TABLE format (version INTEGER NOT NULL); INSERT INTO format VALUES (1)")
+    connection.execute(f"ALTER TABLE runs ADD COLUMN layout INTEGER DEFAULT {RUN_LAYOUT}")
+    rows = connection.execute("SELECT run_id, interval, lag_us, params FROM runs").fetchall()
+    for run_id, interval, lag_us, params in rows:
+        recorded = json.loads(params)
+        spec = BackfillSpec(
+            lake=recorded.get("lake") or "(not recorded)",
+            interval=interval,
+            symbols=recorded.get("symbols"),
+            candidates=recorded.get("candidates"),
+            returns=recorded.get("returns"),
+            start=recorded.get("start"),
+            end=recorded.get("end"),
+            lag=pd.Timedelta(lag_us, "us"),
+            keep_zero_volume=bool(recorded.get("keep_zero_volume", False)),
+        )
+        connection.execute(
+            "UPDATE runs SET params = ? WHERE run_id = ?", [json.dumps(spec.to_dict()), run_id]
+        )
+    if "jobs" in tables:
+        connection.execute("ALTER TABLE jobs ADD COLUMN kind VARCHAR DEFAULT 'backfill'")
+    else:
+        connection.execute(_SCHEMA[_SCHEMA.index("CREATE TABLE jobs") :])
+
+
+_MIGRATIONS: Final[dict[int, Callable[[duckdb.DuckDBPyConnection, set[str]], None]]] = {1: _migrate_1_to_2}
+"""From format N to N + 1, run inside the caller's transaction."""
 
 
 @cache

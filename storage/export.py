@@ -14,7 +14,7 @@ import pandas as pd
 
 from storage.catalog import Catalog
 from storage.read import FeatureStore, resolve_features
-from storage.time import interval_length
+from vocabulary.time import available_at
 
 MATRIX_FILE: Final = "features_matrix.parquet"
 
@@ -24,6 +24,11 @@ def matrix_path(data_dir: Path | str, run_id: str) -> Path:
     return Path(data_dir) / "artifacts" / "summaries" / "runs" / run_id / "data" / MATRIX_FILE
 
 
+def summary_dir(data_dir: Path | str, run_id: str) -> Path:
+    """Where a run's reports go: `artifacts/summaries/runs/<RUN_ID>/`, beside its exported matrix."""
+    return matrix_path(data_dir, run_id).parent.parent
+
+
 def feature_matrix(
     store: FeatureStore, run_id: str, *, features: Iterable[str] | str | None = None
 ) -> pd.DataFrame:
@@ -31,7 +36,7 @@ def feature_matrix(
     have is missing (NaN / NA), never filled."""
     run = store.catalog.run(run_id)
     names = resolve_features(features)
-    as_of = run.end + interval_length(run.interval) + run.lag
+    as_of = available_at(run.end, run.interval, run.lag)
     histories = {
         symbol: store.history(symbol, as_of=as_of, run_id=run_id, features=names).set_index("ts")[names]
         for symbol in run.symbols

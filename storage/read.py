@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from service.ratings.features import FEATURES, RATINGS
 from storage.catalog import Catalog, NoRunError, RunInfo, SymbolNotFound
 from storage.index import MemoryIndex, Rows, column_values, microseconds, symbol_codes
-from storage.time import interval_length, parse_instant
+from vocabulary.errors import InvalidInput
+from vocabulary.features import FEATURES, RATINGS
+from vocabulary.time import interval_length, parse_instant
 
 _INT64: Final = np.iinfo(np.int64)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -248,7 +249,7 @@ class FeatureStore:
         first = _INT64.min if start is None else -(-_nanoseconds(parse_instant(start, name="start")) // 1000)
         last = _INT64.max if end is None else _nanoseconds(parse_instant(end, name="end")) // 1000
         if start is not None and end is not None and parse_instant(start) > parse_instant(end):
-            raise ValueError(f"start {start} is after end {end}")
+            raise InvalidInput(f"start {start} is after end {end}", field="start")
         names = resolve_features(features)
         run = self._view(run_id)
         if symbol not in run.codes:
@@ -311,7 +312,9 @@ def resolve_features(features: Iterable[str] | str | None) -> list[str]:
     names = [features] if isinstance(features, str) else list(features)
     for name in names:
         if name not in FEATURES:
-            raise ValueError(f"unknown feature {name!r}; expected names from FEATURES (or 'all')")
+            raise InvalidInput(
+                f"unknown feature {name!r}; expected names from FEATURES (or 'all')", field="features"
+            )
     return list(dict.fromkeys(names))
 
 
@@ -339,8 +342,8 @@ def _intervals(max_staleness: int) -> int:
         or not isinstance(max_staleness, (int, np.integer))
         or max_staleness < 0
     ):
-        raise ValueError(
-            f"max_staleness must be a non-negative whole number of intervals, not {max_staleness!r}"
+        raise InvalidInput(
+            f"must be a non-negative whole number of intervals, not {max_staleness!r}", field="max_staleness"
         )
     return int(max_staleness)
 

@@ -9,7 +9,6 @@ is gone). Publishing never touches another run.
 """
 
 import fcntl
-import json
 import os
 import secrets
 import shutil
@@ -24,9 +23,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from service.ratings.features import FEATURES, RATINGS, ROW_META, VOTES
 from storage.catalog import Catalog, RunInfo, RunNotFound, SymbolStatus, code_version
-from storage.time import interval_length
+from vocabulary.features import FEATURES, RATINGS, ROW_META, VOTES
+from vocabulary.spec import BackfillSpec
+from vocabulary.time import available_at
 
 RUNS_DIR: Final = "runs"
 FEATURES_FILE: Final = "features.parquet"
@@ -53,14 +53,6 @@ _NOT_NULL: Final = ROW_META
 _VOTE_VALUES: Final = (-1.0, 0.0, 1.0)
 
 
-NO_LAG: Final = pd.Timedelta(0)
-
-
-def available_at(ts: pd.Series, interval: str, lag: pd.Timedelta = NO_LAG) -> pd.Series:
-    """When each bar's features become knowable: its open time plus one interval (the close) plus `lag`."""
-    return (ts + interval_length(interval) + _checked_lag(lag)).rename("available_at")
-
-
 def new_run_id(created_at: pd.Timestamp) -> str:
     """`YYYYMMDDTHHMMSSZ-<6 hex>`: sorts by creation time, and two writers in one second still differ."""
     return f"{created_at.tz_convert('UTC'):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
@@ -73,22 +65,8 @@ class RunWriter:
     discards the staging directory and leaves the catalog untouched.
     """
 
-    def __init__(
-        self,
-        data_dir: Path | str,
-        *,
-        interval: str,
-        lag: pd.Timedelta = NO_LAG,
-        params: dict | None = None,
-    ) -> None:
-        self.interval = interval
-        self.lag = _checked_lag(lag)
-        self._offset = interval_length(interval) + self.lag
-        self.params = dict(params or {})
-        try:
-            json.dumps(self.params)
-        except TypeError as error:
-            raise ValueError(f"params must be JSON-serialisable: {error}") from None
+    def __init__(self, data_dir: Path | str, spec: BackfillSpec) -> None:
+        self.spec = spec
         self.catalog = Catalog(data_dir)
         self.created_at = pd.Timestamp.now(tz="UTC").floor("us")
         self.run_id = new_run_id(self.created_at)
@@ -117,7 +95,7 @@ class RunWriter:
         """Stage a chunk: engine output plus `available_at`, any subset of symbols. A ValueError names the
         column, row and value of anything the point-in-time rule could not trust."""
         self._check_open()
-        table = _to_table(rows, self._offset)
+        table = _to_table(rows, self.spec)
         if table.num_rows:
             # Dictionary-encoding float columns costs 5x the write time for staging files read once.
             chunk = self.staging / f"chunk-{self._chunks:06d}.parquet"
@@ -142,8 +120,7 @@ class RunWriter:
         stored = sorted(spans)
         run = RunInfo(
             run_id=self.run_id,
-            interval=self.interval,
-            lag=self.lag,
+            spec=self.spec,
             created_at=self.created_at,
             code_version=code_version(),
             symbols=stored,
@@ -151,7 +128,6 @@ class RunWriter:
             end=max(spans[symbol][2] for symbol in stored),
             rows=sum(spans[symbol][0] for symbol in stored),
             features=list(FEATURES),
-            params=self.params,
             path=final / FEATURES_FILE,
         )
         os.rename(self.staging, final)
@@ -270,7 +246,7 @@ def sweep_abandoned(runs_dir: Path, catalog: Catalog) -> list[str]:
     return swept
 
 
-def _to_table(rows: pd.DataFrame, offset: pd.Timedelta) -> pa.Table:
+def _to_table(rows: pd.DataFrame, spec: BackfillSpec) -> pa.Table:
     """Check a chunk against the run's contract and convert it to RUN_SCHEMA."""
     if not isinstance(rows, pd.DataFrame):
         raise TypeError(f"rows must be a pandas DataFrame, not {type(rows).__name__}")
@@ -297,8 +273,8 @@ def _to_table(rows: pd.DataFrame, offset: pd.Timedelta) -> pa.Table:
     _refuse(
         rows,
         "available_at",
-        rows["available_at"] != rows["ts"] + offset,
-        f"is not ts + interval + lag ({offset})",
+        rows["available_at"] != available_at(rows["ts"], spec.interval, spec.lag),
+        f"is not ts + interval + lag ({spec.interval} + {spec.lag})",
     )
     for name, kind in (("bars", "integer"), ("warm", "boolean")):
         checker = pd.api.types.is_integer_dtype if kind == "integer" else pd.api.types.is_bool_dtype
@@ -335,13 +311,6 @@ def _refuse(rows: pd.DataFrame, column: str, bad: pd.Series, problem: str) -> No
             f"rows: column {column!r}, row {positions[0]} (symbol {row['symbol']!r}, ts {row['ts']}): "
             f"value {value!r} {problem}{more}"
         )
-
-
-def _checked_lag(lag: pd.Timedelta) -> pd.Timedelta:
-    lag = pd.Timedelta(lag)
-    if lag < pd.Timedelta(0) or lag != lag.floor("us"):
-        raise ValueError(f"lag must be a non-negative whole number of microseconds, not {lag}")
-    return lag
 
 
 def _published(catalog: Catalog, run_id: str) -> bool:

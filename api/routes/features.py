@@ -6,16 +6,9 @@ from typing import Annotated
 import pandas as pd
 from fastapi import APIRouter, Query, Response
 
-from api.encode import (
-    MEDIA_TYPES,
-    Format,
-    cross_section_documents,
-    json_response,
-    json_rows,
-    stack,
-    table_response,
-)
-from api.errors import ERROR_RESPONSES, bad_input_is_422
+from api.encode import MEDIA_TYPES, Format, cross_section_documents, json_rows, stack
+from api.errors import ERROR_RESPONSES
+from api.responses import json_response, table_response
 from api.schemas import (
     BatchIn,
     BatchOut,
@@ -26,8 +19,8 @@ from api.schemas import (
     store_features,
 )
 from api.state import Store
-from service.ratings.features import ROW_META
-from storage.time import iso
+from vocabulary.features import ROW_META
+from vocabulary.time import iso
 
 router = APIRouter(tags=["features"])
 _TABLE_FORMATS = {
@@ -47,14 +40,13 @@ def _now() -> pd.Timestamp:
 def cross_section(query: Annotated[FeaturesQuery, Query()], store: Store) -> Response:
     """The cross-section as of `as_of`: per symbol, its newest row with `available_at <= as_of`, unless
     stale (listed under `stale` instead)."""
-    with bad_input_is_422():
-        section = store.cross_section(
-            query.as_of or _now(),
-            symbols=query.symbols,
-            features=store_features(query.features),
-            run_id=query.run_id,
-            max_staleness=query.max_staleness,
-        )
+    section = store.cross_section(
+        query.as_of or _now(),
+        symbols=query.symbols,
+        features=store_features(query.features),
+        run_id=query.run_id,
+        max_staleness=query.max_staleness,
+    )
     if query.format == "json":
         return json_response(cross_section_documents([section])[0])
     metadata = {"as_of": iso(section.as_of), "run_id": section.run_id, "interval": section.interval}
@@ -65,14 +57,13 @@ def cross_section(query: Annotated[FeaturesQuery, Query()], store: Store) -> Res
 def batch(body: BatchIn, store: Store, format: Annotated[Format, Query()] = "json") -> Response:
     """One cross-section per `as_of`, all from one run (a whole rebalance schedule in one call). Arrow and
     CSV stack the rows under a leading `as_of` column."""
-    with bad_input_is_422():
-        sections = store.batch(
-            body.as_of,
-            symbols=body.symbols,
-            features=store_features(body.features),
-            run_id=body.run_id,
-            max_staleness=body.max_staleness,
-        )
+    sections = store.batch(
+        body.as_of,
+        symbols=body.symbols,
+        features=store_features(body.features),
+        run_id=body.run_id,
+        max_staleness=body.max_staleness,
+    )
     if format == "json":
         return json_response({"results": cross_section_documents(sections)})
     rows = stack([section.rows for section in sections], [section.as_of for section in sections], "as_of")
@@ -89,15 +80,14 @@ def history(symbol: str, query: Annotated[HistoryQuery, Query()], store: Store) 
     """One symbol's rows with `ts` in `[start, end]`, as known at `as_of` (now when absent)."""
     as_of = query.as_of or _now()
     run = store.run(query.run_id)  # pinned (404 if unknown) or the newest published, from the store's cache
-    with bad_input_is_422():
-        rows = store.history(
-            symbol,
-            start=query.start,
-            end=query.end,
-            as_of=as_of,
-            run_id=run.run_id,
-            features=store_features(query.features),
-        )
+    rows = store.history(
+        symbol,
+        start=query.start,
+        end=query.end,
+        as_of=as_of,
+        run_id=run.run_id,
+        features=store_features(query.features),
+    )
     features = [name for name in rows.columns if name not in ROW_META]
     metadata = {"symbol": symbol, "as_of": iso(as_of), "run_id": run.run_id, "interval": run.interval}
     if query.format == "json":

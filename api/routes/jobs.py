@@ -1,15 +1,16 @@
-"""`POST /backfill` and the jobs it creates: follow, list, cancel."""
+"""`POST /backfill` and the jobs it creates (and audits, `api.routes.runs`): follow, list, cancel."""
 
 from typing import Annotated
 
-import pandas as pd
 from fastapi import APIRouter, Query, Response
 
 from api.errors import ERROR_RESPONSES
-from api.schemas import BackfillIn, ConflictOut, JobOut, Progress
+from api.schemas import BackfillIn, ConflictOut, JobOut, Kind, Progress
 from api.state import Runner
-from service.jobs import backfill_params
-from storage.jobs import Job, JobStatus
+from service.jobs.admission import admit_backfill
+from service.jobs.runner import JobRunner
+from service.jobs.store import Job, JobStatus, Work
+from vocabulary.spec import BackfillSpec
 
 router = APIRouter(tags=["jobs"])
 _CONFLICT = {409: {"model": ConflictOut, "description": "an identical backfill is queued or running"}}
@@ -18,8 +19,9 @@ _CONFLICT = {409: {"model": ConflictOut, "description": "an identical backfill i
 def job_out(job: Job) -> JobOut:
     return JobOut(
         job_id=job.job_id,
+        kind=job.kind,
         status=job.status,
-        params=job.params,
+        params=job.work.to_dict(),
         progress=Progress(done=job.done, total=job.total),
         errors=job.errors,
         report=job.report,
@@ -38,8 +40,13 @@ def backfill(body: BackfillIn, runner: Runner, response: Response) -> JobOut:
     Paths are relative to the data directory and must stay inside it. The universe is `symbols`, else the
     `candidates` file, else the `returns` matrix's columns, else every symbol of the lake.
     """
-    params = backfill_params(runner.data_dir, **body.model_dump() | {"lag": pd.Timedelta(body.lag)})
-    job = runner.submit(params)
+    spec = BackfillSpec(**body.model_dump())
+    return submit(runner, admit_backfill(runner.data_dir, spec), response)
+
+
+def submit(runner: JobRunner, work: Work, response: Response) -> JobOut:
+    """Queue `work` and answer as every job-starting route does: the job, with its `Location`."""
+    job = runner.submit(work)
     response.headers["Location"] = f"/jobs/{job.job_id}"
     return job_out(job)
 
@@ -48,11 +55,12 @@ def backfill(body: BackfillIn, runner: Runner, response: Response) -> JobOut:
 def list_jobs(
     runner: Runner,
     status: Annotated[JobStatus | None, Query(description="only jobs in this state")] = None,
+    kind: Annotated[Kind | None, Query(description="only jobs of this kind")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[JobOut]:
     """Jobs, newest first."""
     statuses = None if status is None else frozenset({status})
-    return [job_out(job) for job in runner.jobs.recent(statuses=statuses, limit=limit)]
+    return [job_out(job) for job in runner.jobs.recent(statuses=statuses, kind=kind, limit=limit)]
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES)

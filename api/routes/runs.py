@@ -1,23 +1,44 @@
-"""Published runs: metadata and the wide feature matrix."""
+"""Published runs: metadata, the wide feature matrix, and the forensic audit (started as a job)."""
 
-from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from api.encode import json_response
 from api.errors import ERROR_RESPONSES
-from api.schemas import Features, RunOut, store_features
-from api.state import Store
-from service.audit import audit_run
+from api.responses import json_response
+from api.routes.jobs import submit
+from api.schemas import AuditIn, ConflictOut, Features, JobOut, RunOut, store_features
+from api.state import Runner, Store
+from service.jobs.store import ACTIVE, JobStatus
 from storage.catalog import RunInfo
 from storage.export import feature_matrix
+from vocabulary.errors import NotFound
+from vocabulary.spec import AuditSpec
 
 router = APIRouter(tags=["runs"])
 
 
+_FINISHED_WITH_REPORT = frozenset({JobStatus.SUCCEEDED})
+
+
+class RunNotAudited(NotFound):
+    """No audit of the run has finished yet."""
+
+
 def run_out(run: RunInfo) -> RunOut:
-    return RunOut.model_validate({name: value for name, value in asdict(run).items() if name != "path"})
+    return RunOut(
+        run_id=run.run_id,
+        interval=run.interval,
+        lag=run.lag,
+        created_at=run.created_at,
+        code_version=run.code_version,
+        symbols=run.symbols,
+        start=run.start,
+        end=run.end,
+        rows=run.rows,
+        features=run.features,
+        params=run.spec.to_dict(),
+    )
 
 
 @router.get("/runs", response_model=list[RunOut])
@@ -48,23 +69,46 @@ def get_matrix(run_id: str, store: Store, features: Annotated[Features, Query()]
     )
 
 
+@router.post(
+    "/runs/{run_id}/audit",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        **ERROR_RESPONSES,
+        409: {"model": ConflictOut, "description": "the same audit is queued or running"},
+    },
+)
+def start_audit(
+    run_id: str, store: Store, runner: Runner, response: Response, body: AuditIn | None = None
+) -> JobOut:
+    """Start the forensic lookahead audit of a run as a background job; follow it at the `Location`
+    (`GET /jobs/{job_id}`) and read its report at `GET /runs/{run_id}/audit` once it has finished.
+
+    It checks truncation invariance, serving and future poisoning (the last skipped, with its reason, when
+    the run was not backfilled from a returns matrix). Takes seconds to minutes: it recomputes sampled rows
+    from the run's lake and backfills a poisoned copy."""
+    store.catalog.run(run_id)  # 404 before queueing anything for an unknown run
+    body = body or AuditIn()
+    return submit(runner, AuditSpec(run_id, samples=body.samples, seed=body.seed), response)
+
+
 @router.get(
     "/runs/{run_id}/audit",
-    responses={**ERROR_RESPONSES, 409: {"description": "the run's source data can no longer be read"}},
+    responses={
+        **ERROR_RESPONSES,
+        200: {"description": "the report of the run's newest finished audit (`status` passed or failed)"},
+    },
 )
-def get_audit(
-    run_id: str,
-    store: Store,
-    samples: Annotated[int, Query(ge=1, le=1000, description="Samples per check.")] = 20,
-    seed: Annotated[int, Query(ge=0, description="Seed of the samples, for a repeatable audit.")] = 0,
-) -> Response:
-    """The forensic lookahead audit of a run: truncation invariance, serving, future poisoning (the last
-    skipped, with its reason, when the run was not backfilled from a returns matrix). `status` is `failed`
-    and the violations name their rows when anything could have been seen early. Takes seconds: it
-    recomputes sampled rows from the run's lake."""
-    store.catalog.run(run_id)  # 404 before any work for an unknown run
-    try:
-        report = audit_run(store.catalog.data_dir, run_id, samples=samples, seed=seed)
-    except (OSError, ValueError) as error:  # the lake or returns the run was made from moved or changed
-        raise HTTPException(409, f"cannot audit run {run_id}: {error}") from None
-    return json_response(report.to_dict())
+def get_audit(run_id: str, store: Store, runner: Runner) -> Response:
+    """The report of the newest finished audit of a run: `status` is `failed` and the violations name their
+    rows when anything could have been seen early. 404 until an audit has finished (naming the one running,
+    if any); while a newer audit runs, the previous report."""
+    store.catalog.run(run_id)
+    audits = runner.jobs.recent(kind="audit", run_id=run_id, statuses=_FINISHED_WITH_REPORT, limit=1)
+    if audits:
+        return json_response(audits[0].report)
+    active = runner.jobs.recent(kind="audit", run_id=run_id, statuses=ACTIVE, limit=1)
+    running = f"; audit job {active[0].job_id} is {active[0].status}" if active else ""
+    raise RunNotAudited(
+        f"run {run_id} has no finished audit yet{running}: start one with POST /runs/{run_id}/audit"
+    )

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from service.ratings import features, pine
-from service.ratings.features import FEATURES, MA_LENGTHS, MA_VOTES, OSCILLATOR_VOTES, RATINGS, VOTES
+from service.ratings import pine
 from service.ratings.pine import Panel, compiled, gt, inlined, lt
+from vocabulary import features
+from vocabulary.features import FEATURES, MA_LENGTHS, MA_VOTES, OSCILLATOR_VOTES, RATINGS, VOTES
 
 BAR_INPUTS: Final = ("high", "low", "close", "volume")
 """The bar columns the ratings read (no component uses open)."""

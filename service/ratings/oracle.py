@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 import pandas_ta as ta
 
-from service.ratings.features import FEATURES, MA_LENGTHS, MA_VOTES, OSCILLATOR_VOTES, RATINGS, VALUES, VOTES
+from vocabulary.features import FEATURES, MA_LENGTHS, MA_VOTES, OSCILLATOR_VOTES, RATINGS, VALUES, VOTES
 
 BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 

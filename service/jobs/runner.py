@@ -1,0 +1,213 @@
+"""The job queue of one data directory and the single worker that runs it: backfills and audits,
+persisted in the catalog, one at a time, cancellable, restart-safe. Each job's work runs in a child process
+(`service.jobs.child`), so reads stay fast while it computes.
+
+- One writer: a single worker thread consumes the queue, so at most one job writes at a time.
+- Progress and per-symbol errors come from the child's typed messages (`service.jobs.messages`).
+- Cancel: a queued job is cancelled at once; a running one cooperatively (the child polls between chunks
+  or checks), and killed if it has not stopped within `cancel_grace` seconds: a killed backfill leaves only
+  a staging directory the next writer sweeps, and an audit writes nothing. A backfill that publishes before
+  it notices the cancel ends `succeeded`: its run is complete and immutable.
+- Duplicates: a request for the same work as a queued or running job is refused with that job.
+- Restart: jobs left `running` by a process that died become `interrupted` (they published nothing, so
+  nothing is lost and the previous run is still served); jobs still `queued` are resumed in order, since they
+  never started and the request that queued them still stands. A graceful stop cancels the running job and
+  marks it `interrupted` too.
+"""
+
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from service.jobs.child import run_in_child
+from service.jobs.messages import Cancelled, Failed, Outcome, Progress, Succeeded
+from service.jobs.store import ACTIVE, Job, JobStatus, JobStore, Work, utc_now
+from storage.catalog import Catalog
+from vocabulary.errors import Conflict
+
+logger = logging.getLogger(__name__)
+
+_QUEUED = frozenset({JobStatus.QUEUED})
+_RUNNING = frozenset({JobStatus.RUNNING})
+
+
+class DuplicateJob(Conflict):
+    """The same work is already queued or running; `job` is that job."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"an identical {job.kind} is already {job.status} as job {job.job_id}")
+        self.job = job
+
+
+class JobFinished(Conflict):
+    """A finished job cannot be cancelled."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"job {job.job_id} has already finished ({job.status})")
+        self.job = job
+
+
+@dataclass
+class _Active:
+    job_id: str
+    cancel: Event
+    cancel_requested: bool = False
+
+
+class JobRunner:
+    """The queue of jobs of one data directory and the single worker that runs them."""
+
+    def __init__(
+        self, data_dir: Path | str, *, progress_every: float = 0.25, cancel_grace: float = 30.0
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.jobs = JobStore(Catalog(self.data_dir))
+        self.progress_every = progress_every
+        self.cancel_grace = cancel_grace
+        self._context = multiprocessing.get_context("spawn")
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._active: _Active | None = None
+        self._stopping = threading.Event()
+        self._worker: threading.Thread | None = None
+
+    def start(self) -> list[str]:
+        """Recover from a previous process (see the module docstring), then start the worker. Returns the
+        ids of the jobs marked `interrupted`."""
+        interrupted = self.jobs.interrupt_running("the server stopped while this job was running")
+        for job in reversed(self.jobs.recent(statuses=_QUEUED)):
+            self._queue.put(job.job_id)
+        self._worker = threading.Thread(target=self._work, name="asof-job-worker", daemon=True)
+        self._worker.start()
+        return interrupted
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking jobs; a running one is cancelled and marked `interrupted`."""
+        self._stopping.set()
+        self._queue.put(None)
+        with self._lock:
+            if self._active is not None:
+                self._active.cancel.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
+
+    def submit(self, work: Work) -> Job:
+        """Queue `work` (paths already admitted); DuplicateJob if the same work is queued or running."""
+        with self._lock:
+            existing = self.jobs.find_active(work)
+            if existing is not None:
+                raise DuplicateJob(existing)
+            job = self.jobs.create(work)
+        self._queue.put(job.job_id)
+        return job
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued job at once, or ask a running one to stop; JobFinished if it already ended,
+        JobNotFound if there is no such job."""
+        with self._lock:
+            job = self.jobs.transition(
+                job_id,
+                JobStatus.CANCELLED,
+                expect=_QUEUED,
+                finished=utc_now(),
+                message="cancelled before start",
+            )
+            if job is not None:
+                return job
+            job = self.jobs.get(job_id)
+            if job.status not in ACTIVE:
+                raise JobFinished(job)
+            if self._active is not None and self._active.job_id == job_id:
+                self._active.cancel_requested = True
+                self._active.cancel.set()
+        return self.jobs.update(job_id, message="cancellation requested") or self.jobs.get(job_id)
+
+    def _work(self) -> None:
+        while (job_id := self._queue.get()) is not None and not self._stopping.is_set():
+            with self._lock:
+                job = self.jobs.transition(job_id, JobStatus.RUNNING, expect=_QUEUED, started=utc_now())
+                if job is None:  # cancelled while queued
+                    continue
+                self._active = _Active(job_id, self._context.Event())
+            try:
+                self._finish(job_id, self._supervise(job, self._active.cancel))
+            except Exception as error:  # the worker must outlive any one job
+                logger.exception("job %s failed in the worker", job_id)
+                self._finish(job_id, Failed(f"internal error: {type(error).__name__}: {error}"))
+            finally:
+                with self._lock:
+                    self._active = None
+
+    def _supervise(self, job: Job, cancel: Event) -> Outcome:
+        """Run the job's work in a child process, recording its progress; returns its outcome."""
+        receiver, sender = self._context.Pipe(duplex=False)
+        child = self._context.Process(
+            target=run_in_child,
+            args=(str(self.data_dir), job.work, sender, cancel, os.getpid()),
+            name=f"asof-{job.kind}-{job.job_id}",
+            daemon=True,
+        )
+        child.start()
+        sender.close()
+        outcome: Outcome = Failed(f"the {job.kind} process ended without a result")
+        last_progress = 0.0
+        cancelled_at: float | None = None
+        with receiver:
+            while True:
+                if cancel.is_set():
+                    cancelled_at = cancelled_at or time.monotonic()
+                    if time.monotonic() - cancelled_at > self.cancel_grace:
+                        child.kill()
+                        outcome = Cancelled()
+                        break
+                try:
+                    if not receiver.poll(0.2):
+                        continue
+                    message = receiver.recv()
+                except EOFError:
+                    break
+                if not isinstance(message, Progress):
+                    outcome = message
+                    break
+                if time.monotonic() - last_progress >= self.progress_every or message.done == message.total:
+                    last_progress = time.monotonic()
+                    self._record_progress(job.job_id, message)
+        child.join(5.0)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        if isinstance(outcome, Failed) and child.exitcode:
+            outcome = Failed(f"{outcome.message} (exit code {child.exitcode})", outcome.errors)
+        return outcome
+
+    def _record_progress(self, job_id: str, progress: Progress) -> None:
+        """Best effort: a busy catalog must not leave the child unsupervised."""
+        try:
+            self.jobs.update(job_id, done=progress.done, total=progress.total)
+        except (OSError, duckdb.Error) as error:
+            logger.warning("job %s: progress not recorded: %s", job_id, error)
+
+    def _finish(self, job_id: str, outcome: Outcome) -> None:
+        fields: dict[str, Any] = {"finished": utc_now()}
+        if isinstance(outcome, Succeeded):
+            status = JobStatus.SUCCEEDED
+            fields |= {"run_id": outcome.run_id, "errors": outcome.errors, "report": outcome.report}
+            fields["message"] = outcome.message
+        elif isinstance(outcome, Cancelled):
+            with self._lock:
+                by_client = self._active is not None and self._active.cancel_requested
+            status = JobStatus.CANCELLED if by_client else JobStatus.INTERRUPTED
+            fields["message"] = "cancelled on request" if by_client else "the server stopped during the job"
+        else:
+            status = JobStatus.FAILED
+            fields |= {"message": outcome.message, "errors": outcome.errors}
+        self.jobs.transition(job_id, status, expect=_RUNNING, **fields)

@@ -1,0 +1,253 @@
+"""Reading and cleaning OHLCV bars: every source becomes one bar frame, and every rule that drops or refuses
+a row is counted, so a backfill can say exactly what it did to each symbol (DESIGN.md "Cleaning and refusal").
+
+A bar frame has columns `ts` (datetime64[ns, UTC], the bar's open time), `open high low close volume`
+(float64; volume NaN when the source has none). `read_bars` gives the raw frame as the file holds it;
+`clean_bars` gives the frame the ratings engines consume (strictly increasing `ts`, no refused rows).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vocabulary.errors import InvalidInput
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+BAR_COLUMNS = ("ts", *PRICE_COLUMNS, "volume")
+TIME_COLUMNS = ("timestamp", "ts", "time", "datetime", "date")
+"""Accepted names of the time column, in order of preference (matched case-insensitively)."""
+
+EPOCH_MS_FROM = 1e11
+"""Epoch numbers whose largest magnitude reaches this are milliseconds, below it seconds: 1e11 seconds is
+the year 5138 while 1e11 milliseconds is March 1973, so real data of either kind falls on its own side."""
+
+_EPOCH_SECONDS_LIMIT = 9.2e9  # datetime64[ns] ends in April 2262 (about 9.22e9 seconds)
+
+REFUSAL_REASONS = (
+    "missing or non-finite price",
+    "non-positive price",
+    "high < max(open, close, low)",
+    "low > min(open, close, high)",
+)
+"""Why a row is refused; a row is counted under the first reason it meets."""
+
+
+class OHLCVError(InvalidInput):
+    """Bad OHLCV input; the message names the file (or symbol), column, row and value at fault."""
+
+
+@dataclass(frozen=True)
+class CleaningReport:
+    """What `clean_bars` did: rows_in == rows_out + duplicates + zero_volume + refused."""
+
+    rows_in: int
+    rows_out: int
+    duplicates: int  # rows dropped because a later row has the same ts
+    unsorted: int  # rows whose ts is earlier than a ts before them in the input
+    zero_volume: int  # zero-volume rows dropped (0 when they are kept)
+    refused: int
+    refused_reasons: dict[str, int]  # reason -> rows, only reasons that occurred
+
+
+class SymbolRefused(OHLCVError):
+    """More rows were refused than the limit allows; `report` holds the counts."""
+
+    def __init__(self, message: str, report: CleaningReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def read_bars(path: Path | str) -> pd.DataFrame:
+    """Raw bars of one CSV or Parquet file (see `bars_from_table` for the accepted columns)."""
+    path = Path(path)
+    return bars_from_table(load_table(path), source=path.name)
+
+
+def load_table(path: Path) -> pd.DataFrame:
+    """The file as a table; OHLCVError for a missing, unreadable or unsupported file."""
+    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise OHLCVError(f"{path.name}: unsupported file type {path.suffix!r}; expected .csv or .parquet")
+    if not path.is_file():
+        raise OHLCVError(f"{path.name}: no such file ({path})")
+    try:
+        return reader(path)
+    except Exception as error:  # any reader failure means the same thing to the caller: unreadable
+        raise OHLCVError(f"{path.name}: unreadable ({type(error).__name__}: {error})") from None
+
+
+def bars_from_table(table: pd.DataFrame, *, source: str, rows: Sequence[int] | None = None) -> pd.DataFrame:
+    """A raw bar frame from a table with a time column and `open high low close` (`volume` optional).
+
+    Column names match case-insensitively. The time column is the first of TIME_COLUMNS present (else a
+    DatetimeIndex): epoch seconds or milliseconds (told apart by EPOCH_MS_FROM), ISO-8601 strings, or
+    datetimes; naive times are UTC. `rows` are the row numbers errors cite (default 1, 2, ... for the
+    first, second data row, the header not counted).
+    """
+    rows = np.arange(1, len(table) + 1) if rows is None else np.asarray(rows)
+    columns = {str(name).strip().lower(): name for name in reversed(table.columns)}
+
+    def missing(name: str) -> OHLCVError:
+        found = ", ".join(map(str, table.columns)) or "none"
+        return OHLCVError(f"{source}: missing column {name!r} (columns: {found})")
+
+    def column(name: str) -> pd.Series:
+        if name not in columns:
+            raise missing(name)
+        return table[columns[name]]
+
+    time_name = next((name for name in TIME_COLUMNS if name in columns), None)
+    if time_name is not None:
+        ts = parse_times(column(time_name), source=source, column=str(columns[time_name]), rows=rows)
+    elif isinstance(table.index, pd.DatetimeIndex):
+        ts = parse_times(table.index.to_series(), source=source, column="index", rows=rows)
+    else:
+        raise missing(TIME_COLUMNS[0])
+    bars = {"ts": ts}
+    for name in PRICE_COLUMNS:
+        bars[name] = _numbers(column(name), source=source, column=str(columns[name]), rows=rows)
+    bars["volume"] = (
+        _numbers(column("volume"), source=source, column=str(columns["volume"]), rows=rows)
+        if "volume" in columns
+        else np.full(len(table), np.nan)
+    )
+    return pd.DataFrame(bars)
+
+
+def parse_times(values: pd.Series, *, source: str, column: str, rows: np.ndarray) -> pd.DatetimeIndex:
+    """Timestamps in UTC at nanosecond resolution; OHLCVError naming the first row that is missing or
+    unparseable."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype):
+        parsed = pd.DatetimeIndex(values)
+        parsed = parsed.tz_localize("UTC") if parsed.tz is None else parsed.tz_convert("UTC")
+        failed = parsed.isna()
+    elif pd.api.types.is_numeric_dtype(values.dtype):
+        parsed, failed = _epoch(values.to_numpy(dtype="float64", na_value=np.nan))
+    else:
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        iso = pd.DatetimeIndex(pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce"))
+        if np.isfinite(numbers).sum() >= iso.notna().sum():
+            parsed, failed = _epoch(numbers)
+        else:
+            parsed, failed = iso, iso.isna()
+    if failed.any():
+        at = int(np.flatnonzero(failed)[0])
+        value = values.iloc[at]
+        problem = "missing timestamp" if pd.isna(value) else f"{_shown(value)} is not a timestamp"
+        hint = "" if pd.isna(value) else " (expected epoch seconds, epoch milliseconds or ISO-8601)"
+        raise OHLCVError(f"{source}: column {column!r}, row {rows[at]}: {problem}{hint}")
+    return parsed.as_unit("ns")
+
+
+def _epoch(numbers: np.ndarray) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Epoch seconds or milliseconds (one unit per column) and the mask of values that are no instant."""
+    finite = np.isfinite(numbers)
+    milliseconds = bool(finite.any()) and np.abs(numbers[finite]).max() >= EPOCH_MS_FROM
+    per_second, per_unit = (1e3, 1_000_000) if milliseconds else (1.0, 1_000_000_000)
+    with np.errstate(invalid="ignore"):
+        failed = ~(np.abs(numbers / per_second) < _EPOCH_SECONDS_LIMIT)  # NaN and inf fail too
+    valid = np.where(failed, 0.0, numbers)
+    if (valid == np.round(valid)).all():  # whole units: exact integer arithmetic
+        nanoseconds = valid.astype("int64") * per_unit
+    else:
+        nanoseconds = np.round(valid * per_unit).astype("int64")
+    return _utc(nanoseconds), failed
+
+
+def _utc(nanoseconds: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(nanoseconds.view("datetime64[ns]"), tz="UTC")
+
+
+def _numbers(values: pd.Series, *, source: str, column: str, rows: np.ndarray) -> np.ndarray:
+    """A float64 column; OHLCVError naming the first value that is present but not a number."""
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    numbers = pd.to_numeric(values, errors="coerce")
+    not_numbers = numbers.isna().to_numpy() & values.notna().to_numpy()
+    if not_numbers.any():
+        at = int(np.flatnonzero(not_numbers)[0])
+        raise OHLCVError(
+            f"{source}: column {column!r}, row {rows[at]}: {_shown(values.iloc[at])} is not a number"
+        )
+    return numbers.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _shown(value: object) -> str:
+    """A cell as an error message quotes it: numpy scalars as plain Python values."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def clean_bars(
+    raw: pd.DataFrame, *, keep_zero_volume: bool = False, max_refused: float = 0.01
+) -> tuple[pd.DataFrame, CleaningReport]:
+    """The bars the engines consume, and what was done to get them.
+
+    In order: sort by ts (stable, so "last" means last in the input), keep the last of duplicated
+    timestamps, drop zero-volume bars (TradingView shows no untraded bars) unless `keep_zero_volume`,
+    refuse rows with a bad price (REFUSAL_REASONS). SymbolRefused when the refused rows are more than
+    `max_refused` of the rows checked for refusal (those left after the duplicates and zero-volume bars).
+    """
+    missing = [name for name in BAR_COLUMNS if name not in raw.columns]
+    if missing:
+        raise OHLCVError(f"bars lack column(s) {', '.join(map(repr, missing))}")
+    ts = pd.DatetimeIndex(raw["ts"])
+    ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+    if ts.hasnans:
+        raise OHLCVError(f"row {int(np.flatnonzero(ts.isna())[0]) + 1}: missing timestamp")
+    nanos = ts.as_unit("ns").asi8
+    values = np.column_stack(
+        [raw[name].to_numpy(dtype="float64", na_value=np.nan) for name in BAR_COLUMNS[1:]]
+    )
+    unsorted = int((nanos[1:] < np.maximum.accumulate(nanos)[:-1]).sum())
+    order = np.argsort(nanos, kind="stable")
+    nanos, values = nanos[order], values[order]
+
+    keep = np.ones(len(nanos), dtype=bool)
+    keep[:-1] = nanos[:-1] != nanos[1:]
+    duplicates = int((~keep).sum())
+    zero_volume = keep & (values[:, -1] == 0) & (not keep_zero_volume)
+    keep &= ~zero_volume
+    reasons = _refusals(values[keep, :-1])
+    counts = np.bincount(reasons, minlength=len(REFUSAL_REASONS) + 1)[1:]
+    refused = {reason: int(count) for reason, count in zip(REFUSAL_REASONS, counts, strict=True) if count}
+    keep[np.flatnonzero(keep)[reasons > 0]] = False
+    cleaned = pd.DataFrame(
+        {"ts": _utc(nanos[keep]), **{name: values[keep, k] for k, name in enumerate(BAR_COLUMNS[1:])}}
+    )
+
+    checked = len(reasons)
+    report = CleaningReport(
+        rows_in=len(raw),
+        rows_out=len(cleaned),
+        duplicates=duplicates,
+        unsorted=unsorted,
+        zero_volume=int(zero_volume.sum()),
+        refused=sum(refused.values()),
+        refused_reasons=refused,
+    )
+    if report.refused > max_refused * checked:
+        reasons_text = ", ".join(f"{reason}: {count}" for reason, count in refused.items())
+        raise SymbolRefused(
+            f"{report.refused} of {checked} bars refused ({report.refused / checked:.2%}, more than "
+            f"{max_refused * 100:g}% allowed): {reasons_text}",
+            report,
+        )
+    return cleaned, report
+
+
+def _refusals(prices: np.ndarray) -> np.ndarray:
+    """Per row of (open, high, low, close), 1 + the index in REFUSAL_REASONS of the first reason it meets,
+    or 0 when the row is sound."""
+    open_, high, low, close = prices.T
+    with np.errstate(invalid="ignore"):
+        conditions = [
+            ~np.isfinite(prices).all(axis=1),
+            (prices <= 0).any(axis=1),
+            high < np.maximum.reduce([open_, close, low]),
+            low > np.minimum.reduce([open_, close, high]),
+        ]
+    return np.select(conditions, np.arange(1, len(REFUSAL_REASONS) + 1), default=0)

@@ -1,0 +1,195 @@
+"""The panel engine: output shape, independence of symbols, truncation invariance, warm-up, flat prices,
+missing volume, tolerance, bad input, and the rating labels."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from service.ratings import engine
+from tests.support.bars import COUNTED_FROM, halted, random_walk_bars
+from vocabulary.features import FEATURES, MA_LENGTHS, MA_VOTES, OSCILLATOR_VOTES, VOTES, label
+
+RATINGS_AND_VOTES = ["Recommend.All", "Recommend.MA", "Recommend.Other", *VOTES]
+
+
+@pytest.fixture(scope="module")
+def walk() -> pd.DataFrame:
+    return random_walk_bars(400, seed=11)
+
+
+@pytest.fixture(scope="module")
+def rated(walk) -> pd.DataFrame:
+    return engine.rate_frame(walk)
+
+
+def test_rows_columns_and_dtypes():
+    frames = {
+        "B:LATE": random_walk_bars(30, seed=2, start="2021-03-01"),
+        "A:EARLY": random_walk_bars(50, seed=3),
+    }
+    rows = engine.rate(frames)
+    assert list(rows.columns) == ["symbol", "ts", "bars", "warm", *FEATURES]
+    assert rows["symbol"].tolist() == ["A:EARLY"] * 50 + ["B:LATE"] * 30  # ordered by symbol, then ts
+    assert rows["ts"].dtype == "datetime64[ns, UTC]"
+    assert rows["ts"].iloc[50] == pd.Timestamp("2021-03-01", tz="UTC")
+    assert rows["bars"].dtype == "int64" and rows["bars"].tolist() == [*range(1, 51), *range(1, 31)]
+    assert rows["warm"].dtype == bool
+    assert (rows[list(FEATURES)].dtypes == "float64").all()
+    votes = rows[list(VOTES)].to_numpy()
+    assert np.isin(votes[~np.isnan(votes)], [-1.0, 0.0, 1.0]).all()
+    assert engine.rate({}).empty
+
+
+def test_each_symbol_rates_as_if_alone():
+    """Symbols of different lengths and start dates, side by side: each equals its own run, bit for bit."""
+    frames = {
+        "X:LONG": random_walk_bars(420, seed=4),
+        "X:LATE": random_walk_bars(260, seed=5, start="2021-01-01", price=3.0),
+        "X:SHORT": random_walk_bars(17, seed=6, start="2020-06-01"),
+        "X:ONE": random_walk_bars(1, seed=7),
+        "X:MICRO": random_walk_bars(300, seed=8, price=4e-4),
+    }
+    together = engine.rate(frames)
+    for symbol, bars in frames.items():
+        alone = engine.rate_frame(bars)
+        mine = together[together["symbol"] == symbol].drop(columns="symbol").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, alone, check_exact=True)
+
+
+def test_panel_columns_are_independent():
+    """rate_panel on left-aligned columns (na after a shorter column's end) equals each column alone."""
+    long, short = random_walk_bars(250, seed=9), random_walk_bars(90, seed=10, price=20.0)
+    panels = [np.full((250, 2), np.nan) for _ in range(4)]
+    for panel, column in zip(panels, ("high", "low", "close", "volume"), strict=True):
+        panel[:, 0] = long[column]
+        panel[:90, 1] = short[column]
+    together = engine.rate_panel(*panels)
+    for j, bars in enumerate((long, short)):
+        alone = engine.rate_frame(bars)
+        for name in FEATURES:
+            np.testing.assert_array_equal(together[name][: len(bars), j], alone[name], err_msg=name)
+
+
+@pytest.mark.parametrize("cut", [1, 14, 52, 199, 200, 333])
+def test_a_bar_does_not_depend_on_later_bars(walk, rated, cut):
+    pd.testing.assert_frame_equal(engine.rate_frame(walk.iloc[:cut]), rated.iloc[:cut], check_exact=True)
+
+
+def test_votes_are_counted_from_the_bars_of_the_spec(rated):
+    for vote, first in COUNTED_FROM.items():
+        counted = rated[vote].notna()
+        assert not counted.iloc[:first].any() and counted.iloc[first:].all(), vote
+    assert rated["warm"].tolist() == [bar >= 199 for bar in range(len(rated))]
+
+
+@pytest.mark.parametrize("length", [1, 2, 10, 30, 60])
+def test_histories_shorter_than_the_warm_ups(walk, rated, length):
+    short = engine.rate_frame(walk.iloc[:length])
+    assert short["bars"].tolist() == list(range(1, length + 1)) and not short["warm"].any()
+    for vote, first in COUNTED_FROM.items():
+        assert short[vote].notna().sum() == max(0, length - first), vote
+    assert short["Recommend.MA"].isna().tolist() == [bar < 9 for bar in range(length)]  # SMA10 first
+    assert short["Recommend.Other"].isna().tolist() == [bar < 11 for bar in range(length)]  # Mom first
+    pd.testing.assert_frame_equal(short, rated.iloc[:length], check_exact=True)
+
+
+def test_ratings_are_the_means_of_the_counted_votes(rated):
+    ma = rated[list(MA_VOTES)].mean(axis=1, skipna=True)
+    other = rated[list(OSCILLATOR_VOTES)].mean(axis=1, skipna=True)
+    np.testing.assert_allclose(rated["Recommend.MA"], ma, rtol=1e-15, equal_nan=True)
+    np.testing.assert_allclose(rated["Recommend.Other"], other, rtol=1e-15, equal_nan=True)
+    both = rated["Recommend.MA"].notna() & rated["Recommend.Other"].notna()
+    assert (
+        rated["Recommend.All"][both] == (rated["Recommend.MA"] + rated["Recommend.Other"])[both] / 2
+    ).all()
+    only_other = rated["Recommend.MA"].isna() & rated["Recommend.Other"].notna()
+    assert (rated["Recommend.All"][only_other] == rated["Recommend.Other"][only_other]).all()
+    assert rated["Rec.Ichimoku"].dropna().eq(0).all()  # always 0 (section 4)
+
+
+def test_a_flat_history_counts_no_oscillator_that_divides_by_its_range():
+    bars = random_walk_bars(260, seed=12).assign(open=0.25, high=0.25, low=0.25, close=0.25)
+    last = engine.rate_frame(bars).iloc[-1]
+    assert last[["Rec.Stoch.K", "Rec.CCI20", "Rec.ADX", "Rec.WR", "Rec.UO", "Rec.Stoch.RSI"]].isna().all()
+    assert last[["Rec.RSI", "Rec.AO", "Rec.Mom", "Rec.MACD", "Rec.BBPower"]].eq(0).all()
+    assert last[list(MA_VOTES)].eq(0).all()  # every average equals the close
+    assert last["Recommend.MA"] == 0 and last["Recommend.Other"] == 0 and not last["warm"]
+    assert last["RSI"] == 100  # rma(D) = 0 comes first
+
+
+def test_a_halt_inside_a_history_shrinks_the_oscillator_denominator():
+    """Deep inside a halt (every price equal), Stochastic, CCI, W%R, UO and Stoch RSI divide by a zero
+    range and drop out, so Other averages the 6 others; they count again once prices move."""
+    rows = engine.rate_frame(halted(random_walk_bars(320, seed=13), 200, 60))
+    inside, after = rows.iloc[240], rows.iloc[300]
+    dropped = ["Rec.Stoch.K", "Rec.CCI20", "Rec.WR", "Rec.UO", "Rec.Stoch.RSI"]
+    assert (
+        inside[dropped].isna().all() and inside[["Stoch.K", "CCI20", "W.R", "UO", "Stoch.RSI.K"]].isna().all()
+    )
+    counted = inside[list(OSCILLATOR_VOTES)].dropna()
+    assert len(counted) == 6 and inside["Recommend.Other"] == counted.sum() / 6
+    assert inside["RSI"] == rows["RSI"].iloc[201]  # carried exactly through unchanged closes
+    assert after[list(VOTES)].notna().all() and after["warm"]
+
+
+def test_without_volume_vwma_drops_out_of_a_14_vote_ma(walk, rated):
+    rows = engine.rate_frame(walk.assign(volume=np.nan))
+    assert rows["VWMA"].isna().all() and rows["Rec.VWMA"].isna().all() and not rows["warm"].any()
+    steady = rows.iloc[250:]
+    others = rated[[vote for vote in MA_VOTES if vote != "Rec.VWMA"]].iloc[250:]
+    assert (steady["Recommend.MA"] == others.sum(axis=1) / 14).all()
+    pd.testing.assert_frame_equal(rows[list(OSCILLATOR_VOTES)], rated[list(OSCILLATOR_VOTES)])
+
+
+def test_zero_volume_sums_make_vwma_na(walk):
+    bars = walk.copy()
+    bars.loc[100:130, "volume"] = 0.0
+    rows = engine.rate_frame(bars)
+    assert rows["VWMA"].iloc[119:131].isna().all() and rows["VWMA"].iloc[[118, 131]].notna().all()
+
+
+def test_the_tolerance_decides_ties_below_it():
+    """A micro-priced close that stops moving: the EMAs creep towards it, and the short ones come within
+    1e-10 while still apart. Pine's tolerance calls them equal (vote 0); an exact comparison does not."""
+    bars = halted(random_walk_bars(400, seed=14, price=0.0408, volatility=0.01), 150, 250)
+    tolerant, exact = engine.rate_frame(bars).iloc[-1], engine.rate_frame(bars, tolerance=0.0).iloc[-1]
+    gaps = {n: abs(tolerant[f"EMA{n}"] - tolerant["close"]) for n in MA_LENGTHS}
+    creeping = [n for n, gap in gaps.items() if 0 < gap <= 1e-10]
+    assert creeping and all(gaps[n] > 1e-10 for n in MA_LENGTHS if n not in creeping)
+    for n in MA_LENGTHS:
+        vote = f"Rec.EMA{n}"
+        assert tolerant[vote] == (0 if n in creeping else exact[vote]) and exact[vote] != 0, vote
+    assert tolerant["Recommend.MA"] < exact["Recommend.MA"]
+
+
+def test_bad_input_names_what_is_wrong(walk):
+    with pytest.raises(ValueError, match=r"^X:BAD: missing column 'close'$"):
+        engine.rate({"X:BAD": walk.drop(columns="close")})
+    with pytest.raises(ValueError, match=r"^bars: missing column 'ts'$"):
+        engine.rate_frame(walk.drop(columns="ts"))
+    backwards = walk.copy()
+    backwards.loc[5, "ts"] = backwards.loc[3, "ts"]
+    with pytest.raises(ValueError, match=r"X:BAD: ts does not strictly increase at row 5"):
+        engine.rate({"X:BAD": backwards})
+
+
+@pytest.mark.parametrize(
+    ("score", "expected"),
+    [
+        (-1.0, "Strong Sell"),
+        (-0.5000001, "Strong Sell"),
+        (-0.5, "Sell"),
+        (-0.1000001, "Sell"),
+        (-0.1, "Neutral"),
+        (0.0, "Neutral"),
+        (3 / 15 / 2, "Neutral"),  # (3/15)/2 is the double 0.1
+        (0.1, "Neutral"),
+        (0.1000001, "Buy"),
+        (0.5, "Buy"),
+        (0.5000001, "Strong Buy"),
+        (1.0, "Strong Buy"),
+        (float("nan"), None),
+    ],
+)
+def test_label_bounds(score, expected):
+    assert label(score) == expected

@@ -1,0 +1,151 @@
+"""The pandas-ta oracle: its Pine primitives against plain loops from the spec, and bar-for-bar agreement
+with the panel engine on a varied seeded universe (the scanner captures: tests/test_acceptance.py)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from service.ratings import engine, oracle
+from service.sample import SyntheticUniverse
+from service.sources.bars import clean_bars
+
+# Primitives against plain loops written from RATINGS_SPEC section 3 ---------------------------------
+
+
+def loop_sma(x: list[float], n: int) -> list[float]:
+    out, window = [], []
+    for value in x:
+        if value != value:
+            out.append(np.nan)
+            continue
+        window = [*window, value][-n:]
+        out.append(sum(window) / n if len(window) == n else np.nan)
+    return out
+
+
+def loop_smoothed(x: list[float], n: int, alpha: float) -> list[float]:
+    """ema (alpha 2/(n+1)) or rma (alpha 1/n): SMA seed on the n-th non-na value, na inputs skipped."""
+    out, seen, state = [], [], np.nan
+    for value in x:
+        if value != value:
+            out.append(np.nan)
+            continue
+        if len(seen) < n:
+            seen.append(value)
+            state = sum(seen) / n if len(seen) == n else np.nan
+        else:
+            state = state + alpha * (value - state)
+        out.append(state)
+    return out
+
+
+def with_gaps(seed: int, size: int = 300) -> pd.Series:
+    rng = np.random.default_rng(seed)
+    x = 50 + rng.normal(0, 1, size).cumsum()
+    x[rng.random(size) < 0.1] = np.nan
+    x[:3] = np.nan
+    return pd.Series(x)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("n", [1, 3, 14, 50])
+def test_moving_averages_match_the_spec_loops(seed, n):
+    x = with_gaps(seed)
+    values = x.tolist()
+    np.testing.assert_allclose(oracle.sma(x, n), loop_sma(values, n), rtol=1e-12)
+    np.testing.assert_allclose(oracle.ema(x, n), loop_smoothed(values, n, 2 / (n + 1)), rtol=1e-12)
+    np.testing.assert_allclose(oracle.rma(x, n), loop_smoothed(values, n, 1 / n), rtol=1e-12)
+
+
+def test_rsi_and_stoch_follow_the_spec_on_flat_and_one_way_prices():
+    rising, flat = pd.Series(np.arange(1.0, 31.0)), pd.Series(np.full(30, 7.0))
+    assert oracle.rsi(rising, 14).iloc[14:].eq(100).all()
+    assert oracle.rsi(rising[::-1].reset_index(drop=True), 14).iloc[14:].eq(0).all()
+    assert oracle.rsi(flat, 14).iloc[14:].eq(100).all()  # rma(D) = 0 comes first
+    assert oracle.rsi(rising, 14).iloc[:14].isna().all()
+    assert oracle.stoch(flat, flat, flat, 14).isna().all()
+    assert oracle.cci(flat, 20).isna().all()
+
+
+def test_flat_history_counts_no_range_oscillators():
+    flat = pd.DataFrame(
+        {
+            "ts": pd.date_range("2024-01-01", periods=120, freq="D", tz="UTC"),
+            **{name: np.full(120, 0.1) for name in ("open", "high", "low", "close")},
+            "volume": np.full(120, 5.0),
+        }
+    )
+    last = oracle.rate_frame(flat).iloc[-1]
+    no_range = ["Rec.Stoch.K", "Rec.CCI20", "Rec.ADX", "Rec.WR", "Rec.UO", "Rec.Stoch.RSI"]
+    assert last[no_range].isna().all()  # zero range or true range: division by zero
+    assert last[["Rec.RSI", "Rec.AO", "Rec.Mom", "Rec.MACD", "Rec.BBPower"]].eq(0).all()
+    assert last["Recommend.MA"] == 0 and last["Recommend.Other"] == 0 and not last["warm"]
+
+
+def test_a_bar_does_not_depend_on_later_bars():
+    bars = clean_bars(SyntheticUniverse(n_symbols=2, n_bars=400, seed=3).frames()["SYNTH:S0001"])[0]
+    full = oracle.rate_frame(bars)
+    for cut in (1, 2, 15, 34, 52, 120, 399):
+        alone = oracle.rate_frame(bars.iloc[:cut]).iloc[-1]
+        pd.testing.assert_series_equal(alone, full.iloc[cut - 1], check_names=False, obj=f"bar {cut}")
+
+
+# Agreement with the panel engine ------------------------------------------------------------------
+
+
+def scaled(bars: pd.DataFrame, factor: float) -> pd.DataFrame:
+    return bars.assign(**{name: bars[name] * factor for name in ("open", "high", "low", "close")})
+
+
+def with_flat_stretches(
+    bars: pd.DataFrame, starts: list[int], length: int, *, keep_range: bool
+) -> pd.DataFrame:
+    """`length` bars from each start at the previous close: every price (a halted symbol), or only open
+    and close with the high/low range kept (a stuck last trade)."""
+    bars = bars.copy()
+    for start in starts:
+        rows, price = slice(start, start + length - 1), bars["close"].iloc[start - 1]
+        bars.loc[rows, ["open", "close"]] = price
+        if keep_range:
+            bars.loc[rows, "high"] = bars.loc[rows, "high"].clip(lower=price)
+            bars.loc[rows, "low"] = bars.loc[rows, "low"].clip(upper=price)
+        else:
+            bars.loc[rows, ["high", "low"]] = price
+    return bars
+
+
+@pytest.fixture(scope="module")
+def universe() -> dict[str, dict[str, pd.DataFrame]]:
+    """Groups of symbols, all rated by the engine in one panel: the synthetic universe (listings, delistings,
+    start prices from about 5 to 500), micro prices, no volume, short histories and flat stretches."""
+    base = {
+        symbol: clean_bars(raw)[0]
+        for symbol, raw in SyntheticUniverse(n_symbols=12, n_bars=800, seed=5).frames().items()
+    }
+    long = sorted(base.values(), key=len, reverse=True)  # listed from the start, about 800 bars
+    return {
+        "synthetic": base,
+        "micro": {f"X:MICRO{i}": scaled(bars, 1e-6) for i, bars in enumerate(long[:3])},
+        "no volume": {"X:NOVOL": long[3].assign(volume=np.nan)},
+        "short": {f"X:SHORT{n}": long[4].iloc[:n] for n in (1, 2, 9, 10, 11, 14, 26, 33, 34, 51, 52, 60)},
+        "flat": {
+            "X:HALTED": with_flat_stretches(long[5], [60, 300, 520], 45, keep_range=False),
+            "X:HALTEDMICRO": with_flat_stretches(scaled(long[6], 1e-6), [100, 400], 40, keep_range=False),
+            "X:STUCK": with_flat_stretches(long[7], [80, 350], 30, keep_range=True),
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def panel(universe) -> pd.DataFrame:
+    return engine.rate({symbol: bars for group in universe.values() for symbol, bars in group.items()})
+
+
+@pytest.mark.parametrize("group", ["synthetic", "micro", "no volume", "short", "flat"])
+def test_engine_agrees_with_the_oracle_on_every_bar(universe, panel, group):
+    rows = dict(tuple(panel.groupby("symbol", sort=False)))
+    found = []
+    for symbol, bars in universe[group].items():
+        theirs = rows[symbol].drop(columns="symbol").reset_index(drop=True)
+        found += [f"{symbol} {line}" for line in oracle.disagreements(theirs, oracle.rate_frame(bars))]
+    assert not found, "\n".join(found)

@@ -1,0 +1,119 @@
+"""What a backfill is asked to do, as one typed value: built from a request or the CLI, stored with the job,
+handed to the child process, recorded with the run, and read back by the audit to rebuild the run."""
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Self
+
+import pandas as pd
+
+from vocabulary.errors import InvalidInput
+from vocabulary.time import NO_LAG, check_lag, interval_length, parse_instant
+
+
+class _Spec:
+    """Serialisation shared by the specs: JSON-able fields, and a canonical key for duplicate detection."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Self:
+        """The spec `to_dict` wrote; unknown keys are an error (a newer writer, or a typo)."""
+        unknown = set(record) - {spec_field.name for spec_field in fields(cls)}  # type: ignore[arg-type]
+        if unknown:
+            raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))} in a {cls.__name__}")
+        return cls(**record)
+
+    def key(self) -> str:
+        """Canonical text: two requests are duplicates iff their keys are equal."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def _set(self, name: str, value: object) -> None:
+        """Normalise a field while validating (the dataclasses are frozen)."""
+        object.__setattr__(self, name, value)
+
+
+@dataclass(frozen=True)
+class BackfillSpec(_Spec):
+    """One backfill of `lake` at `interval` into a new run.
+
+    The universe is, first found: `symbols`, the `candidates` file, the columns of the `returns` matrix, every
+    symbol of the lake. Bars whose open time `ts` lies in `[start, end]` are stored (default: the span of
+    `returns` when given, else all history); ratings always use all the history the lake holds. Paths are
+    kept as given: where they must resolve (inside the data directory, for HTTP requests) is the caller's
+    rule. Construction validates every field and normalises it (symbols sorted and unique, instants UTC), so
+    two specs of the same backfill are equal and have the same `key`.
+    """
+
+    lake: str
+    interval: str
+    symbols: tuple[str, ...] | None = None
+    candidates: str | None = None
+    returns: str | None = None
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None
+    lag: pd.Timedelta = field(default=NO_LAG)
+    keep_zero_volume: bool = False
+
+    def __post_init__(self) -> None:
+        interval_length(self.interval)
+        if not str(self.lake):
+            raise InvalidInput("give the lake to backfill", field="lake")
+        if self.symbols is not None and self.candidates is not None:
+            raise InvalidInput("give either candidates or symbols, not both", field="candidates")
+        if self.symbols is not None:
+            symbols = tuple(sorted(set(self.symbols)))
+            if not symbols or not all(isinstance(symbol, str) and symbol for symbol in symbols):
+                raise InvalidInput(
+                    "empty universe: give at least one symbol, each a non-empty name", field="symbols"
+                )
+            self._set("symbols", symbols)
+        for name in ("lake", "candidates", "returns"):
+            value = getattr(self, name)
+            if value is not None:
+                self._set(name, str(value))
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None:
+                self._set(name, parse_instant(value, name=name))
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise InvalidInput(
+                f"end {self.end.isoformat()} is before start {self.start.isoformat()}", field="end"
+            )
+        self._set("lag", check_lag(self.lag))
+        if not isinstance(self.keep_zero_volume, bool):
+            raise InvalidInput("must be true or false", field="keep_zero_volume")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able fields: instants and the lag in ISO-8601, symbols as a list."""
+        record = asdict(self)
+        record["symbols"] = None if self.symbols is None else list(self.symbols)
+        for name in ("start", "end"):
+            record[name] = None if record[name] is None else record[name].isoformat()
+        record["lag"] = self.lag.isoformat()
+        return record
+
+
+@dataclass(frozen=True)
+class AuditSpec(_Spec):
+    """One forensic audit of run `run_id`: `samples` per check, drawn with `seed` (the same seed audits the
+    same rows)."""
+
+    run_id: str
+    samples: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.run_id, str) or not self.run_id:
+            raise InvalidInput("name the run to audit", field="run_id")
+        if (
+            isinstance(self.samples, bool)
+            or not isinstance(self.samples, int)
+            or not 1 <= self.samples <= 1000
+        ):
+            raise InvalidInput(
+                f"must be a whole number from 1 to 1000, not {self.samples!r}", field="samples"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InvalidInput(f"must be a non-negative whole number, not {self.seed!r}", field="seed")
