@@ -8,24 +8,18 @@ import httpx
 import pytest
 
 from service.audit.run import audit_run
-from service.backfill import HistoricalFeatureBackfill
 from service.sample import SyntheticUniverse
 from tests.support.server import running_server, wait_for_job
-from vocabulary.spec import BackfillSpec
 
 UNIVERSE = SyntheticUniverse(n_symbols=6, n_bars=400, seed=21)
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(backfilled):
     """A server over a data dir whose run was backfilled with a returns matrix (so all three checks run)."""
-    data_dir = tmp_path_factory.mktemp("audited")
-    files = UNIVERSE.write(data_dir / "sample")
-    run = HistoricalFeatureBackfill(
-        data_dir, BackfillSpec(lake=files.lake, interval="1d", returns=files.returns)
-    ).run()
-    with running_server(data_dir) as url, httpx.Client(base_url=url, timeout=60) as client:
-        yield client, data_dir, run.run.run_id
+    sample = backfilled(UNIVERSE, returns=True)
+    with running_server(sample.data_dir) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client, sample.data_dir, sample.run.run_id
 
 
 def without_timings(report: dict) -> dict:

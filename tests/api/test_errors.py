@@ -7,22 +7,18 @@ import httpx
 import pytest
 
 from api.schemas import MAX_INSTANTS, MAX_SYMBOLS
-from service.backfill import HistoricalFeatureBackfill
 from service.sample import SyntheticUniverse
 from tests.support.server import running_server, wait_for_job
-from vocabulary.spec import BackfillSpec
 
 UNIVERSE = SyntheticUniverse(n_symbols=4, n_bars=120, seed=7)
 KNOWN = UNIVERSE.symbols[0]
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("data")
-    files = UNIVERSE.write(data_dir / "sample")
+def client(backfilled):
+    data_dir = backfilled(UNIVERSE, inside=True).data_dir
     (data_dir / "empty.json").write_text("[]")
     (data_dir.parent / "outside").mkdir(exist_ok=True)
-    HistoricalFeatureBackfill(data_dir, BackfillSpec(lake=files.lake, interval="1d")).run()
     with running_server(data_dir) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client
 

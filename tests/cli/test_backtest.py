@@ -8,22 +8,16 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from service.backfill import HistoricalFeatureBackfill
 from service.sample import SampleFiles, SyntheticUniverse
-from vocabulary.spec import BackfillSpec
 
 UNIVERSE = SyntheticUniverse(n_symbols=8, n_bars=500, flippers=2, seed=5)
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[SampleFiles, Path]:
-    root = tmp_path_factory.mktemp("backtest-cli")
-    files = UNIVERSE.write(root)
-    HistoricalFeatureBackfill(
-        root / "data", BackfillSpec(lake=files.lake, interval="1d", returns=files.returns)
-    ).run()
-    return files, root / "data"
+def sample(backfilled) -> tuple[SampleFiles, Path]:
+    made = backfilled(UNIVERSE, returns=True)
+    return made.files, made.data_dir
 
 
 def invoke(*args: object):

@@ -1,6 +1,11 @@
 """The panel engine: output shape, independence of symbols, truncation invariance, warm-up, flat prices,
 missing volume, tolerance, bad input, and the rating labels."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +14,7 @@ from service.ratings import engine
 from tests.support.bars import COUNTED_FROM, halted, random_walk_bars
 from vocabulary.features import FEATURES, MA_LENGTHS, MA_VOTES, OSCILLATOR_VOTES, VOTES, label
 
+REPO = Path(__file__).resolve().parents[2]
 RATINGS_AND_VOTES = ["Recommend.All", "Recommend.MA", "Recommend.Other", *VOTES]
 
 
@@ -193,3 +199,16 @@ def test_bad_input_names_what_is_wrong(walk):
 )
 def test_label_bounds(score, expected):
     assert label(score) == expected
+
+
+def test_the_compiled_engine_is_cached_where_numba_cache_dir_says(tmp_path: Path) -> None:
+    """A read-only install points NUMBA_CACHE_DIR at a writable folder once, and every process (the server,
+    each backfill child) loads the machine code from there instead of compiling."""
+    probe = "from service.ratings import engine; print(engine._rate_into.stats.cache_path)"
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True, cwd=REPO
+    )
+    cache = Path(shown.stdout.strip())
+    assert cache.is_relative_to(tmp_path / "numba")
+    assert (cache / "engine.depends.sha256").is_file()  # the stale-cache check keeps its stamp there too

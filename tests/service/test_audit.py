@@ -14,11 +14,9 @@ from backtest.engine import Backtest
 from backtest.selection import SelectionPolicy
 from cli import app
 from service.audit.run import audit_run
-from service.backfill import HistoricalFeatureBackfill
 from service.sample import SampleFiles, SyntheticUniverse
 from storage.catalog import RunInfo
 from storage.runs import RunWriter
-from vocabulary.spec import BackfillSpec
 
 DAY = pd.Timedelta(days=1)
 
@@ -38,19 +36,20 @@ class PeekingBacktest(Backtest):
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleFiles:
-    root = tmp_path_factory.mktemp("universe")
-    return SyntheticUniverse(n_symbols=5, n_bars=300, seed=11, flippers=1).write(root)
+def audited(backfilled):
+    return backfilled(
+        SyntheticUniverse(n_symbols=5, n_bars=300, seed=11, flippers=1), returns=True, candidates=True
+    )
 
 
 @pytest.fixture(scope="module")
-def clean(sample: SampleFiles, tmp_path_factory: pytest.TempPathFactory) -> RunInfo:
-    data_dir = tmp_path_factory.mktemp("clean")
-    backfill = HistoricalFeatureBackfill(
-        data_dir,
-        BackfillSpec(lake=sample.lake, interval="1d", candidates=sample.candidates, returns=sample.returns),
-    )
-    return backfill.run().run
+def sample(audited) -> SampleFiles:
+    return audited.files
+
+
+@pytest.fixture(scope="module")
+def clean(audited) -> RunInfo:
+    return audited.run
 
 
 def stored_rows(run: RunInfo) -> pd.DataFrame:

@@ -1,0 +1,124 @@
+"""The catalog's format version: a data dir written by the first release (format 1) is migrated in place, in
+one transaction, on first open; one written by a newer asof is refused with what to do."""
+
+import json
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from service.jobs.store import JobStore
+from storage.catalog import CATALOG_FILE, FORMAT_VERSION, RUN_LAYOUT, Catalog
+from vocabulary.errors import InvalidInput, Unavailable
+from vocabulary.spec import BackfillSpec
+
+FORMAT_1 = """
+CREATE TABLE runs (
+    run_id VARCHAR PRIMARY KEY, interval VARCHAR NOT NULL, lag_us BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL, published_at TIMESTAMPTZ NOT NULL, code_version VARCHAR NOT NULL,
+    symbols VARCHAR[] NOT NULL, start_ts TIMESTAMPTZ, end_ts TIMESTAMPTZ, n_rows BIGINT NOT NULL,
+    features VARCHAR[] NOT NULL, params VARCHAR NOT NULL, path VARCHAR NOT NULL
+);
+CREATE TABLE symbol_status (
+    run_id VARCHAR NOT NULL, symbol VARCHAR NOT NULL, ok BOOLEAN NOT NULL, reason VARCHAR,
+    rows_in BIGINT NOT NULL, n_rows BIGINT NOT NULL, duplicates BIGINT NOT NULL, unsorted BIGINT NOT NULL,
+    zero_volume BIGINT NOT NULL, refused BIGINT NOT NULL, refused_reasons VARCHAR NOT NULL,
+    first_ts TIMESTAMPTZ, last_ts TIMESTAMPTZ, first_available_at TIMESTAMPTZ, last_available_at TIMESTAMPTZ,
+    PRIMARY KEY (run_id, symbol)
+);
+CREATE TABLE jobs (
+    job_id VARCHAR PRIMARY KEY, status VARCHAR NOT NULL, params VARCHAR NOT NULL, params_key VARCHAR NOT NULL,
+    done BIGINT NOT NULL DEFAULT 0, total BIGINT, errors VARCHAR NOT NULL DEFAULT '[]',
+    report VARCHAR NOT NULL DEFAULT '{}', run_id VARCHAR, created TIMESTAMP NOT NULL, started TIMESTAMP,
+    finished TIMESTAMP, message VARCHAR
+);
+"""
+"""The schema the first release wrote (no format table, no run layout, no job kind), verbatim."""
+
+OLD_PARAMS = {
+    "lake": "/data/lake",
+    "symbols": None,
+    "candidates": "/data/candidates.json",
+    "returns": None,
+    "start": "2020-01-01T00:00:00+00:00",
+    "end": None,
+    "keep_zero_volume": False,
+}
+OLD_JOB = {
+    "lake": "/data/lake",
+    "interval": "1d",
+    "symbols": ["A:X", "B:Y"],
+    "candidates": None,
+    "returns": None,
+    "start": None,
+    "end": None,
+    "lag": "P0DT0H5M0S",
+    "keep_zero_volume": False,
+}
+
+
+def format_1_catalog(data_dir: Path, interval: str = "1h") -> Path:
+    """A catalog as the first release left it: one published run and one finished backfill job."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / CATALOG_FILE
+    with duckdb.connect(str(path)) as connection:
+        connection.execute(FORMAT_1)
+        connection.execute(
+            "INSERT INTO runs VALUES ('20240101T000000Z-abcdef', ?, 300000000, '2024-01-01 00:00:00+00', "
+            "'2024-01-01 00:00:01+00', '0.1.0', ['A:X'], '2020-01-01 00:00:00+00', '2020-02-01 00:00:00+00', "
+            "10, ['Recommend.All'], ?, 'runs/20240101T000000Z-abcdef/features.parquet')",
+            [interval, json.dumps(OLD_PARAMS)],
+        )
+        connection.execute(
+            "INSERT INTO jobs (job_id, status, params, params_key, created) "
+            "VALUES ('0123456789ab', 'succeeded', ?, ?, '2024-01-01 00:00:00')",
+            [json.dumps(OLD_JOB), json.dumps(OLD_JOB, sort_keys=True, separators=(",", ":"))],
+        )
+    return path
+
+
+def test_a_format_1_catalog_is_migrated_in_place_on_first_open(tmp_path: Path) -> None:
+    format_1_catalog(tmp_path)
+
+    catalog = Catalog(tmp_path)
+
+    with catalog.connect() as connection:
+        assert connection.execute("SELECT version FROM format").fetchall() == [(FORMAT_VERSION,)]
+    (run,) = catalog.runs()
+    assert run.spec == BackfillSpec(
+        lake="/data/lake",
+        interval="1h",
+        candidates="/data/candidates.json",
+        start="2020-01-01",
+        lag=pd.Timedelta(minutes=5),
+    )
+    assert (run.interval, run.lag, run.layout) == ("1h", pd.Timedelta(minutes=5), RUN_LAYOUT)
+    (job,) = JobStore(catalog).recent()
+    assert (job.kind, job.work) == ("backfill", BackfillSpec.from_dict(OLD_JOB))
+    assert JobStore(catalog).find_active(job.work) is None
+    Catalog(tmp_path)  # a second open finds the current format and changes nothing
+    assert catalog.runs() == [run]
+
+
+def test_a_migration_that_fails_leaves_the_catalog_as_it_was(tmp_path: Path) -> None:
+    path = format_1_catalog(tmp_path, interval="7d")  # no such interval: the run's spec cannot be written
+
+    with pytest.raises(InvalidInput, match="unknown interval '7d'"):
+        Catalog(tmp_path)
+
+    with duckdb.connect(str(path)) as connection:
+        tables = {name for (name,) in connection.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        columns = [
+            name for (name,) in connection.execute("SELECT name FROM pragma_table_info('runs')").fetchall()
+        ]
+    assert "format" not in tables and "layout" not in columns
+
+
+def test_a_catalog_of_a_newer_format_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    Catalog(tmp_path)
+    with duckdb.connect(str(tmp_path / CATALOG_FILE)) as connection:
+        connection.execute(f"UPDATE format SET version = {FORMAT_VERSION + 1}")
+
+    with pytest.raises(Unavailable, match=f"format {FORMAT_VERSION + 1}, newer than this asof.*upgrade asof"):
+        Catalog(tmp_path)
