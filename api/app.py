@@ -1,6 +1,7 @@
 """The FastAPI application: `create_app()` (uvicorn's `--factory` target) wires settings, the feature store,
-the job runner and the routes."""
+the job runner, the guards and the routes."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -8,37 +9,58 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
-from api.routes import features, health, jobs, runs
+from api.guards import BodyLimit, TokenAuth
+from api.reads import ReadLimits
+from api.routes import features, health, jobs, methods, runs
 from api.settings import Settings
 from service.jobs.runner import JobRunner
+from storage.datadir import WriterLock
 from storage.read import FeatureStore
+
+logger = logging.getLogger("asof")
 
 DESCRIPTION = """Point-in-time TradingView Technical Ratings.
 
 `GET /features?as_of=T` answers, per symbol, the newest feature row whose `available_at <= T`: nothing that
 was not knowable at T. Runs are immutable; `run_id=` pins one. `POST /backfill` computes a new run in the
-background; follow it at `GET /jobs/{job_id}`.
+background; follow it at `GET /jobs/{job_id}`. When the server has a token, every endpoint but `/health`
+needs `Authorization: Bearer <token>`.
 """
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The service over one data directory (`Settings.from_env()` when no settings are given)."""
+    """The service over one data directory (`Settings.from_env()` when no settings are given).
+
+    It holds the data dir's writer lock from start-up to shut-down: a second server on the same data dir
+    fails to start, naming the first."""
     settings = settings or Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = WriterLock(settings.data_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.runner.start()
+        lock.acquire(
+            url=f"http://{settings.bind_host}:{settings.port}",
+            what_to_do="a data dir is served by one server at a time; use that one or another data dir",
+        )
         try:
-            yield
+            app.state.runner.start()
+            try:
+                yield
+            finally:
+                await run_in_threadpool(app.state.runner.stop)
         finally:
-            await run_in_threadpool(app.state.runner.stop)
+            lock.release()
 
     app = FastAPI(title="asof", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    app.state.store = FeatureStore(settings.data_dir)
-    app.state.runner = JobRunner(settings.data_dir)
-    for module in (features, jobs, runs, health):
+    app.state.store = FeatureStore(settings.data_dir, catalog_wait=settings.catalog_wait)
+    app.state.runner = JobRunner(settings.data_dir, catalog_wait=settings.catalog_wait)
+    app.state.reads = ReadLimits(settings.max_read_cells, settings.max_concurrent_reads)
+    for module in (features, jobs, runs, health, methods):
         app.include_router(module.router)
     errors.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.api_token:
+        app.add_middleware(TokenAuth, api_token=settings.api_token, read_token=settings.read_token)
     return app

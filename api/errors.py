@@ -5,8 +5,10 @@ not the client's fault: a 500 whose traceback goes to the server log, never to t
 import logging
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 
 from api.responses import json_response
+from api.routes.methods import allowed_methods
 from vocabulary.errors import Conflict, InvalidInput, NotFound, Unavailable
 
 logger = logging.getLogger(__name__)
@@ -50,7 +52,27 @@ def _internal(request: Request, error: Exception) -> Response:
     return json_response({"detail": "internal server error; the server log has the details"}, 500)
 
 
+def _request_invalid(request: Request, error: Exception) -> Response:
+    """FastAPI's 422 without the `input` it would echo (it may be megabytes, or a NaN that JSON cannot
+    carry): where and what, not the value again."""
+    assert isinstance(error, RequestValidationError)
+    detail = [
+        {"loc": list(problem["loc"]), "msg": str(problem["msg"])[:500], "type": problem["type"]}
+        for problem in error.errors()[:20]
+    ]
+    return json_response({"detail": detail}, 422)
+
+
+def _method_not_allowed(request: Request, error: Exception) -> Response:
+    """405 with the methods the path does accept, gathered over every route of the path."""
+    return json_response(
+        {"detail": "Method Not Allowed"}, 405, headers={"Allow": ", ".join(allowed_methods(request))}
+    )
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _request_invalid)
+    app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(Conflict, _conflict)
     app.add_exception_handler(InvalidInput, _invalid)

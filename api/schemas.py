@@ -14,6 +14,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     ValidationInfo,
     WithJsonSchema,
 )
@@ -30,8 +32,19 @@ EXAMPLE_AS_OF = "2024-03-01T00:00:00Z"
 EXAMPLE_RUN_ID = "20240302T000000Z-1a2b3c"
 
 
-def _instant(value: str, info: ValidationInfo) -> pd.Timestamp:
+def _instant(value: object, info: ValidationInfo) -> pd.Timestamp:
+    if not isinstance(
+        value, str
+    ):  # JSON numbers and the like are not instants, whatever pandas makes of them
+        raise ValueError(f"{info.field_name}: expected an ISO-8601 string, not {type(value).__name__}")
     return parse_instant(value, name=info.field_name or "instant")
+
+
+def _whole_number(value: object) -> object:
+    """JSON `true`/`false` are not numbers, though pydantic's lax mode would take them as 1 and 0."""
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, not a boolean")
+    return value
 
 
 def _feature(name: str) -> str:
@@ -49,11 +62,13 @@ def _split_commas(value: Any) -> Any:
     return value
 
 
-# Declared as a string, which is what clients send and the OpenAPI shows; validation (parse_instant) turns
-# it into a UTC pd.Timestamp, and a value it cannot parse is a 422 naming the field and the value.
+# A string on the wire (what clients send and the OpenAPI shows), a UTC pd.Timestamp once validated
+# (parse_instant: a value it cannot parse is a 422 naming the field and the value), ISO text when dumped.
 Instant = Annotated[
-    str,
-    AfterValidator(_instant),
+    pd.Timestamp,
+    PlainValidator(_instant),
+    PlainSerializer(lambda instant: instant.isoformat(), return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
     Field(
         description="ISO-8601 instant; an offset is converted to UTC, none means UTC, a bare date is 00:00Z",
         examples=[EXAMPLE_AS_OF],
@@ -83,6 +98,7 @@ Features = Annotated[
 RunId = Annotated[str | None, Field(max_length=64, description="pin one run; the newest run when absent")]
 MaxStaleness = Annotated[
     int,
+    BeforeValidator(_whole_number),
     Field(
         ge=0,
         le=MAX_STALENESS,
@@ -284,10 +300,11 @@ class RunOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok"] = "ok"
-    runs: int = Field(description="published runs")
+    status: Literal["ok", "unhealthy"] = "ok"
+    problems: list[str] = Field(description="what is wrong when unhealthy (503)")
+    runs: int | None = Field(description="published runs (null when the catalog cannot be read)")
     newest_run: str | None = Field(examples=[EXAMPLE_RUN_ID])
-    jobs: dict[str, int] = Field(description="jobs per state", examples=[{"queued": 0, "running": 1}])
+    jobs: dict[str, int] | None = Field(description="jobs per state", examples=[{"queued": 0, "running": 1}])
 
 
 class ErrorOut(BaseModel):

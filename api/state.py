@@ -1,9 +1,12 @@
-"""The long-lived objects of one app (feature store, job runner) as typed route dependencies."""
+"""The long-lived objects of one app (settings, feature store, job runner, read limits) as typed route
+dependencies."""
 
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.reads import ReadLimits
+from api.settings import Settings
 from service.jobs.runner import JobRunner
 from storage.read import FeatureStore
 
@@ -16,5 +19,15 @@ def _runner(request: Request) -> JobRunner:
     return request.app.state.runner
 
 
+def _reads(request: Request) -> ReadLimits:
+    return request.app.state.reads
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
 Store = Annotated[FeatureStore, Depends(_store)]
 Runner = Annotated[JobRunner, Depends(_runner)]
+Reads = Annotated[ReadLimits, Depends(_reads)]
+Config = Annotated[Settings, Depends(_settings)]

@@ -13,6 +13,7 @@ from rich.console import Console
 from cli.app import app
 from cli.console import DataDir, names, one_line_errors, progress_bar, symbol_table
 from service.backfill import BackfillFailed, BackfillResult, HistoricalFeatureBackfill
+from storage.datadir import refuse_if_served
 from vocabulary.spec import BackfillSpec
 from vocabulary.time import iso
 
@@ -52,12 +53,17 @@ def backfill(
     Example: asof backfill --lake data/lake --candidates data/candidates.json --interval 1d --start 2020-01-01
     """
     with one_line_errors():
+        refuse_if_served(
+            data_dir,
+            "start the backfill through it (POST /backfill, with paths relative to its data dir) or stop it",
+        )
+        # Absolute, so the run records where its inputs are for the audit (later, from any directory).
         spec = BackfillSpec(
-            lake=lake,
+            lake=lake.resolve(),
             interval=interval,
             symbols=names(symbols),
-            candidates=candidates,
-            returns=returns,
+            candidates=None if candidates is None else candidates.resolve(),
+            returns=None if returns is None else returns.resolve(),
             start=start,
             end=end,
             lag=pd.Timedelta(seconds=lag),

@@ -52,6 +52,18 @@ class BackfillResult:
     timings: dict[str, float]
 
 
+def located(data_dir: Path | str, path: str) -> Path:
+    """Where a spec's path points: a relative path lies in the data dir (it was named over HTTP and
+    admitted there), an absolute one is the CLI user's own file."""
+    return Path(path) if Path(path).is_absolute() else Path(data_dir) / path
+
+
+def open_lake(data_dir: Path | str, spec: BackfillSpec) -> Lake:
+    """The spec's lake; one named inside the data dir reads no file that resolves outside it."""
+    inside = None if Path(spec.lake).is_absolute() else Path(data_dir).resolve()
+    return Lake(located(data_dir, spec.lake), spec.interval, inside=inside)
+
+
 class HistoricalFeatureBackfill:
     """Backfill a lake into a new run of `data_dir` as `spec` says; `chunk_size` symbols are rated at once,
     which bounds memory."""
@@ -73,7 +85,7 @@ class HistoricalFeatureBackfill:
         """
         timings = dict.fromkeys(STAGES, 0.0)
         progress = progress or _ignore
-        lake = Lake(self.spec.lake, self.spec.interval)
+        lake = open_lake(self.data_dir, self.spec)
         universe, origin, (start, end) = self._universe(lake)
         if not universe:
             raise InvalidInput(f"the universe is empty: {origin} names no symbols")
@@ -113,7 +125,7 @@ class HistoricalFeatureBackfill:
         """The symbols to backfill (deduplicated, in order), where they came from, and the stored span."""
         spec = self.spec
         start, end = spec.start, spec.end
-        returns = read_returns(spec.returns) if spec.returns is not None else None
+        returns = read_returns(located(self.data_dir, spec.returns)) if spec.returns is not None else None
         if returns is not None and len(returns.index):
             start = returns.index[0] if start is None else start
             end = returns.index[-1] if end is None else end
@@ -122,7 +134,8 @@ class HistoricalFeatureBackfill:
         if spec.symbols is not None:
             symbols, origin = list(spec.symbols), "the symbols given"
         elif spec.candidates is not None:
-            symbols, origin = read_candidates(spec.candidates), f"candidates file {spec.candidates}"
+            candidates = located(self.data_dir, spec.candidates)
+            symbols, origin = read_candidates(candidates), f"candidates file {spec.candidates}"
         elif returns is not None:
             symbols, origin = [str(column) for column in returns.columns], f"returns matrix {spec.returns}"
         else:

@@ -126,6 +126,10 @@ class CatalogLocked(Unavailable):
     """Another process kept the catalog file locked for longer than the catalog waits."""
 
 
+class CatalogUnreadable(Unavailable):
+    """The catalog file is damaged or cannot be read at all."""
+
+
 @dataclass(frozen=True)
 class SymbolStatus:
     """How one symbol fared in a run: its cleaning counts, and the span of the rows it stored."""
@@ -179,36 +183,52 @@ class Catalog:
         self.path = self.data_dir / CATALOG_FILE
         self.lock_timeout = lock_timeout
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.connect() as connection:
-            _open_format(connection, self.path)
+        self._formatted = False
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one unit of work, closed on exit so other processes can open the file.
+        """A connection for one unit of work, closed on exit so other processes can open the file. The first
+        one of this Catalog creates or migrates the file's format.
 
-        Waits (with jittered backoff) while another process holds the file; raises CatalogLocked after
-        `lock_timeout` seconds, naming the file and the holder DuckDB reports.
+        Waits (with jittered backoff) while another process holds the file and raises CatalogLocked after
+        `lock_timeout` seconds; a file DuckDB cannot open or read is CatalogUnreadable. Both are Unavailable
+        and name the file, never its absolute path (the full error goes to the log).
         """
+        connection = self._open()
+        try:
+            if not self._formatted:
+                _open_format(connection, self.path)
+                self._formatted = True
+            yield connection
+        except (duckdb.IOException, duckdb.SerializationException, duckdb.InternalException) as error:
+            logger.error("catalog %s cannot be read: %s", self.path, error)
+            raise CatalogUnreadable(f"{CATALOG_FILE} cannot be read ({type(error).__name__})") from error
+        finally:
+            connection.close()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout
         pause = 0.005
         while True:
             try:
-                connection = duckdb.connect(str(self.path))
-                break
+                return duckdb.connect(str(self.path))
             except duckdb.IOException as error:
                 if "lock" not in str(error).lower():
-                    raise
+                    logger.error("catalog %s cannot be opened: %s", self.path, error)
+                    raise CatalogUnreadable(
+                        f"{CATALOG_FILE} cannot be opened ({type(error).__name__})"
+                    ) from error
                 if time.monotonic() >= deadline:
-                    waited = f"{self.lock_timeout:g} s"
                     raise CatalogLocked(
-                        f"catalog {self.path} stayed locked by another process for {waited}: {error}"
+                        f"{CATALOG_FILE} stayed locked by another process for {self.lock_timeout:g} s"
                     ) from error
                 time.sleep(pause * random.uniform(0.5, 1.5))
                 pause = min(pause * 2, 0.2)
-        try:
-            yield connection
-        finally:
-            connection.close()
+            except duckdb.Error as error:
+                logger.error("catalog %s cannot be opened: %s", self.path, error)
+                raise CatalogUnreadable(
+                    f"{CATALOG_FILE} cannot be opened ({type(error).__name__})"
+                ) from error
 
     def stamp(self) -> tuple:
         """Changes whenever a run is published (and on other writes to the catalog): a cheap cache key."""

@@ -6,8 +6,10 @@ DuckDB over the run's Parquet), and `point_in_time` decides what is visible. Bot
 same answers by tests.
 """
 
+import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,9 +22,11 @@ import pyarrow as pa
 
 from storage.catalog import Catalog, NoRunError, RunInfo, SymbolNotFound
 from storage.index import MemoryIndex, Rows, column_values, microseconds, symbol_codes
-from vocabulary.errors import InvalidInput
+from vocabulary.errors import InvalidInput, Unavailable
 from vocabulary.features import FEATURES, RATINGS
 from vocabulary.time import interval_length, parse_instant
+
+logger = logging.getLogger(__name__)
 
 _INT64: Final = np.iinfo(np.int64)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -193,11 +197,13 @@ class FeatureStore:
 
     `index=True` serves from the in-memory index (each run loaded on first use), `index=False` from DuckDB
     over Parquet only; both go through `point_in_time` and answer identically. Unpinned reads use the run
-    published last, re-checked on every call at the cost of a few `stat`s.
+    published last, re-checked on every call at the cost of a few `stat`s. `catalog_wait` bounds how long a
+    read waits for a catalog another process holds. A run file that is missing or damaged is
+    RunFileUnavailable, never a crash.
     """
 
-    def __init__(self, data_dir: Path | str, *, index: bool = True) -> None:
-        self.catalog = Catalog(data_dir)
+    def __init__(self, data_dir: Path | str, *, index: bool = True, catalog_wait: float = 10.0) -> None:
+        self.catalog = Catalog(data_dir, lock_timeout=catalog_wait)
         self._source: Source = MemoryIndex() if index else ParquetSource()
         self._views: dict[str, RunView] = {}
         self._latest: tuple[tuple, RunInfo | None] | None = None
@@ -256,7 +262,10 @@ class FeatureStore:
             raise SymbolNotFound(symbol, run.info.run_id)
         code = run.codes[symbol]
         sight = Sight.at(moment)
-        candidates = self._source.history(run.info, code, names, until=sight.until, first=first, last=last)
+        with _reading(run.info):
+            candidates = self._source.history(
+                run.info, code, names, until=sight.until, first=first, last=last
+            )
         rows, _ = point_in_time(candidates, sight, run, np.array([code]))
         return _frame(run, rows, names)
 
@@ -273,9 +282,10 @@ class FeatureStore:
         window: int,
     ) -> CrossSection:
         sight = Sight.at(as_of, window)
-        candidates = self._source.section(
-            run.info, requested, features, until=sight.until, fresh_from=sight.fresh_from
-        )
+        with _reading(run.info):
+            candidates = self._source.section(
+                run.info, requested, features, until=sight.until, fresh_from=sight.fresh_from
+            )
         rows, stale = point_in_time(candidates, sight, run, requested)
         return CrossSection(
             as_of=as_of,
@@ -301,6 +311,21 @@ class FeatureStore:
             info = self.catalog.run(run_id)
             view = self._views[run_id] = RunView.load(self.catalog, info)
         return view
+
+
+class RunFileUnavailable(Unavailable):
+    """A published run's features file is missing or damaged: storage lost what it published."""
+
+
+@contextmanager
+def _reading(run: RunInfo) -> Iterator[None]:
+    """Around a read of a run's file: a missing, truncated or corrupt file is RunFileUnavailable, naming the
+    run and not the server's path (the full error goes to the log)."""
+    try:
+        yield
+    except (OSError, pa.ArrowException, duckdb.Error) as error:
+        logger.error("run %s: reading %s failed: %s", run.run_id, run.path, error)
+        raise RunFileUnavailable(f"run {run.run_id}: its features file is missing or damaged") from error
 
 
 def resolve_features(features: Iterable[str] | str | None) -> list[str]:

@@ -1,9 +1,11 @@
 """Instants and intervals: the two kinds of time the point-in-time rule is written in, and the rule's one
 formula, `available_at = ts + interval + lag`."""
 
+import re
 from datetime import datetime, timedelta
 from typing import Final
 
+import numpy as np
 import pandas as pd
 
 from vocabulary.errors import InvalidInput
@@ -60,11 +62,28 @@ def iso(instant: pd.Timestamp | datetime) -> str:
     return pd.Timestamp(instant).tz_convert("UTC").isoformat().replace("+00:00", "Z")
 
 
+ISO_INSTANT: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?", re.ASCII
+)
+"""The forms DESIGN.md accepts: `YYYY-MM-DD`, or `YYYY-MM-DDTHH:MM[:SS[.fraction]]` then `Z`, `±HH:MM` or
+nothing. Reduced precision (`2020`), basic format (`20200601`), words and local orders are not instants."""
+
+
 def parse_instant(value: str | datetime | pd.Timestamp, *, name: str = "as_of") -> pd.Timestamp:
     """An ISO-8601 instant in UTC: offsets are converted, no offset means UTC, a bare date is 00:00 UTC.
+    Text must be in one of the `ISO_INSTANT` forms; datetimes are taken as they are.
 
     InvalidInput names the parameter and the offending value, so the API can answer 422 with both.
     """
+    if isinstance(value, str) and not ISO_INSTANT.fullmatch(value):
+        shown = value if len(value) <= 64 else f"{value[:64]}..."
+        raise InvalidInput(
+            f"{shown!r} is not an ISO-8601 instant: give YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS[.fraction]] "
+            "with Z, +HH:MM or no offset (UTC)",
+            field=name,
+        )
+    if not isinstance(value, str | datetime | np.datetime64):
+        raise InvalidInput(f"expected an ISO-8601 instant, not {type(value).__name__}", field=name)
     try:
         instant = pd.Timestamp(value)
     except (ValueError, TypeError) as error:

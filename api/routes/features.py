@@ -18,9 +18,11 @@ from api.schemas import (
     HistoryQuery,
     store_features,
 )
-from api.state import Store
+from api.state import Reads, Store
+from storage.catalog import RunInfo
+from storage.read import resolve_features
 from vocabulary.features import ROW_META
-from vocabulary.time import iso
+from vocabulary.time import interval_length, iso
 
 router = APIRouter(tags=["features"])
 _TABLE_FORMATS = {
@@ -36,60 +38,85 @@ def _now() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC")
 
 
+def _symbols(run: RunInfo, symbols: list[str] | None) -> int:
+    return len(run.symbols) if symbols is None else len(set(symbols))
+
+
+def _features(features: list[str] | None) -> int:
+    return len(resolve_features(store_features(features)))
+
+
 @router.get("/features", response_model=CrossSectionOut, responses=_RESPONSES)
-def cross_section(query: Annotated[FeaturesQuery, Query()], store: Store) -> Response:
+def cross_section(query: Annotated[FeaturesQuery, Query()], store: Store, reads: Reads) -> Response:
     """The cross-section as of `as_of`: per symbol, its newest row with `available_at <= as_of`, unless
     stale (listed under `stale` instead)."""
-    section = store.cross_section(
-        query.as_of or _now(),
-        symbols=query.symbols,
-        features=store_features(query.features),
-        run_id=query.run_id,
-        max_staleness=query.max_staleness,
-    )
-    if query.format == "json":
-        return json_response(cross_section_documents([section])[0])
-    metadata = {"as_of": iso(section.as_of), "run_id": section.run_id, "interval": section.interval}
-    return table_response(section.rows, query.format, metadata | {"stale": section.stale})
+    run = store.run(query.run_id)  # resolved once: the limit and the read see the same run
+    reads.check(1, _symbols(run, query.symbols), _features(query.features))
+    with reads.slot():  # encoding included: it is where an answer's memory peaks
+        section = store.cross_section(
+            query.as_of or _now(),
+            symbols=query.symbols,
+            features=store_features(query.features),
+            run_id=run.run_id,
+            max_staleness=query.max_staleness,
+        )
+        if query.format == "json":
+            return json_response(cross_section_documents([section])[0])
+        metadata = {"as_of": iso(section.as_of), "run_id": section.run_id, "interval": section.interval}
+        return table_response(section.rows, query.format, metadata | {"stale": section.stale})
 
 
 @router.post("/features/batch", response_model=BatchOut, responses=_RESPONSES)
-def batch(body: BatchIn, store: Store, format: Annotated[Format, Query()] = "json") -> Response:
+def batch(body: BatchIn, store: Store, reads: Reads, format: Annotated[Format, Query()] = "json") -> Response:
     """One cross-section per `as_of`, all from one run (a whole rebalance schedule in one call). Arrow and
     CSV stack the rows under a leading `as_of` column."""
-    sections = store.batch(
-        body.as_of,
-        symbols=body.symbols,
-        features=store_features(body.features),
-        run_id=body.run_id,
-        max_staleness=body.max_staleness,
-    )
-    if format == "json":
-        return json_response({"results": cross_section_documents(sections)})
-    rows = stack([section.rows for section in sections], [section.as_of for section in sections], "as_of")
-    metadata = {
-        "run_id": sections[0].run_id,
-        "interval": sections[0].interval,
-        "stale": {iso(section.as_of): section.stale for section in sections},
-    }
-    return table_response(rows, format, metadata)
+    run = store.run(body.run_id)
+    reads.check(len(body.as_of), _symbols(run, body.symbols), _features(body.features))
+    with reads.slot():
+        sections = store.batch(
+            body.as_of,
+            symbols=body.symbols,
+            features=store_features(body.features),
+            run_id=run.run_id,
+            max_staleness=body.max_staleness,
+        )
+        if format == "json":
+            return json_response({"results": cross_section_documents(sections)})
+        rows = stack([section.rows for section in sections], [section.as_of for section in sections], "as_of")
+        metadata = {
+            "run_id": sections[0].run_id,
+            "interval": sections[0].interval,
+            "stale": {iso(section.as_of): section.stale for section in sections},
+        }
+        return table_response(rows, format, metadata)
 
 
 @router.get("/features/{symbol}/history", response_model=HistoryOut, responses=_RESPONSES)
-def history(symbol: str, query: Annotated[HistoryQuery, Query()], store: Store) -> Response:
+def history(symbol: str, query: Annotated[HistoryQuery, Query()], store: Store, reads: Reads) -> Response:
     """One symbol's rows with `ts` in `[start, end]`, as known at `as_of` (now when absent)."""
     as_of = query.as_of or _now()
     run = store.run(query.run_id)  # pinned (404 if unknown) or the newest published, from the store's cache
-    rows = store.history(
-        symbol,
-        start=query.start,
-        end=query.end,
-        as_of=as_of,
-        run_id=run.run_id,
-        features=store_features(query.features),
-    )
-    features = [name for name in rows.columns if name not in ROW_META]
-    metadata = {"symbol": symbol, "as_of": iso(as_of), "run_id": run.run_id, "interval": run.interval}
-    if query.format == "json":
-        return json_response(metadata | {"features": features, "rows": json_rows([rows])[0]})
-    return table_response(rows, query.format, metadata)
+    reads.check(_bars_between(run, query.start, query.end), 1, _features(query.features))
+    with reads.slot():
+        rows = store.history(
+            symbol,
+            start=query.start,
+            end=query.end,
+            as_of=as_of,
+            run_id=run.run_id,
+            features=store_features(query.features),
+        )
+        features = [name for name in rows.columns if name not in ROW_META]
+        metadata = {"symbol": symbol, "as_of": iso(as_of), "run_id": run.run_id, "interval": run.interval}
+        if query.format == "json":
+            return json_response(metadata | {"features": features, "rows": json_rows([rows])[0]})
+        return table_response(rows, query.format, metadata)
+
+
+def _bars_between(run: RunInfo, start: pd.Timestamp | None, end: pd.Timestamp | None) -> int:
+    """At most how many bars of one symbol the run holds with `ts` in [start, end]."""
+    if run.start is None or run.end is None:
+        return 0
+    first = run.start if start is None else max(start, run.start)
+    last = run.end if end is None else min(end, run.end)
+    return 0 if last < first else (last - first) // interval_length(run.interval) + 1

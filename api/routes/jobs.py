@@ -1,10 +1,12 @@
 """`POST /backfill` and the jobs it creates (and audits, `api.routes.runs`): follow, list, cancel."""
 
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from api.errors import ERROR_RESPONSES
+from api.paths import public_spec, public_text
 from api.schemas import BackfillIn, ConflictOut, JobOut, Kind, Progress
 from api.state import Runner
 from service.jobs.admission import admit_backfill
@@ -16,20 +18,25 @@ router = APIRouter(tags=["jobs"])
 _CONFLICT = {409: {"model": ConflictOut, "description": "an identical backfill is queued or running"}}
 
 
-def job_out(job: Job) -> JobOut:
+def job_out(job: Job, data_dir: Path) -> JobOut:
+    """A job as clients see it: its paths relative to the data dir, never absolute."""
+    errors = [
+        error | {"reason": public_text(error.get("reason"), data_dir)} if "reason" in error else error
+        for error in job.errors
+    ]
     return JobOut(
         job_id=job.job_id,
         kind=job.kind,
         status=job.status,
-        params=job.work.to_dict(),
+        params=public_spec(job.work.to_dict(), data_dir),
         progress=Progress(done=job.done, total=job.total),
-        errors=job.errors,
+        errors=errors,
         report=job.report,
         run_id=job.run_id,
         created=job.created,
         started=job.started,
         finished=job.finished,
-        message=job.message,
+        message=public_text(job.message, data_dir),
     )
 
 
@@ -48,7 +55,7 @@ def submit(runner: JobRunner, work: Work, response: Response) -> JobOut:
     """Queue `work` and answer as every job-starting route does: the job, with its `Location`."""
     job = runner.submit(work)
     response.headers["Location"] = f"/jobs/{job.job_id}"
-    return job_out(job)
+    return job_out(job, runner.data_dir)
 
 
 @router.get("/jobs", response_model=list[JobOut])
@@ -60,13 +67,15 @@ def list_jobs(
 ) -> list[JobOut]:
     """Jobs, newest first."""
     statuses = None if status is None else frozenset({status})
-    return [job_out(job) for job in runner.jobs.recent(statuses=statuses, kind=kind, limit=limit)]
+    return [
+        job_out(job, runner.data_dir) for job in runner.jobs.recent(statuses=statuses, kind=kind, limit=limit)
+    ]
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES)
 def get_job(job_id: str, runner: Runner) -> JobOut:
     """A job's state, progress (symbols done of total), per-symbol errors, and `run_id` once succeeded."""
-    return job_out(runner.jobs.get(job_id))
+    return job_out(runner.jobs.get(job_id), runner.data_dir)
 
 
 @router.delete(
@@ -86,4 +95,4 @@ def cancel_job(job_id: str, runner: Runner, response: Response) -> JobOut:
     job = runner.cancel(job_id)
     if job.status is JobStatus.RUNNING:
         response.status_code = 202
-    return job_out(job)
+    return job_out(job, runner.data_dir)

@@ -1,10 +1,12 @@
 """Published runs: metadata, the wide feature matrix, and the forensic audit (started as a job)."""
 
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from api.errors import ERROR_RESPONSES
+from api.paths import public_spec
 from api.responses import json_response
 from api.routes.jobs import submit
 from api.schemas import AuditIn, ConflictOut, Features, JobOut, RunOut, store_features
@@ -25,7 +27,7 @@ class RunNotAudited(NotFound):
     """No audit of the run has finished yet."""
 
 
-def run_out(run: RunInfo) -> RunOut:
+def run_out(run: RunInfo, data_dir: Path) -> RunOut:
     return RunOut(
         run_id=run.run_id,
         interval=run.interval,
@@ -37,20 +39,20 @@ def run_out(run: RunInfo) -> RunOut:
         end=run.end,
         rows=run.rows,
         features=run.features,
-        params=run.spec.to_dict(),
+        params=public_spec(run.spec.to_dict(), data_dir),
     )
 
 
 @router.get("/runs", response_model=list[RunOut])
 def list_runs(store: Store) -> list[RunOut]:
     """Published runs, newest first."""
-    return [run_out(run) for run in store.catalog.runs()]
+    return [run_out(run, store.catalog.data_dir) for run in store.catalog.runs()]
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=ERROR_RESPONSES)
 def get_run(run_id: str, store: Store) -> RunOut:
     """One run: symbols, span, interval, lag, features, code version, creation time, parameters."""
-    return run_out(store.catalog.run(run_id))
+    return run_out(store.catalog.run(run_id), store.catalog.data_dir)
 
 
 @router.get(

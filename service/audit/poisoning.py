@@ -14,7 +14,7 @@ from backtest.client import LocalFeatures
 from backtest.engine import Backtest, Rebalance
 from service.audit.compare import Found
 from service.audit.report import CheckResult, Violation, skipped
-from service.backfill import HistoricalFeatureBackfill
+from service.backfill import HistoricalFeatureBackfill, located, open_lake
 from service.sources.lake import Lake, read_returns
 from storage.catalog import RunInfo
 from vocabulary.errors import InvalidInput
@@ -34,7 +34,8 @@ def check_poisoning(
     schedule), backfill the poisoned lake into a scratch directory with the run's parameters, and compare the
     backtest's decisions at or before T: eligible, passed, ranked and selected names, and weights."""
     backtest = backtest or Backtest(interval=run.interval, lag=run.lag)
-    returns = returns if returns is not None else run.spec.returns
+    if returns is None and run.spec.returns is not None:
+        returns = located(data_dir, run.spec.returns)
     if returns is None:
         return skipped("poisoning", "the run records no returns matrix and none was given")
     if backtest.mode != "dynamic":
@@ -62,9 +63,7 @@ def check_poisoning(
     with tempfile.TemporaryDirectory(prefix="asof-poison-") as scratch:
         poisoned_returns = _poisoned_returns(matrix, knowable(matrix.index), rng)
         poisoned_returns.to_parquet(Path(scratch) / "returns_matrix.parquet")
-        lake = _poisoned_lake(
-            Lake(run.spec.lake, run.interval), stored, Path(scratch) / "lake", knowable, rng
-        )
+        lake = _poisoned_lake(open_lake(data_dir, run.spec), stored, Path(scratch) / "lake", knowable, rng)
         store = Path(scratch) / "data"
         spec = replace(
             run.spec,

@@ -10,9 +10,9 @@ import pandas as pd
 
 from service.audit.compare import Found, differences, in_span
 from service.audit.report import CheckResult, Violation
+from service.backfill import open_lake
 from service.ratings.engine import rate
 from service.sources.bars import clean_bars
-from service.sources.lake import Lake
 from storage.catalog import RunInfo
 from storage.read import FeatureStore
 from vocabulary.time import available_at
@@ -23,7 +23,7 @@ def check_truncation(
 ) -> CheckResult:
     """Sample (symbol, stored row), round-robin over the symbols so each is audited when samples allow; at the
     row's `available_at` recompute the symbol from the lake cut there and compare every row served then."""
-    lake = Lake(run.spec.lake, run.interval)
+    lake = open_lake(data_dir, run.spec)
     store = FeatureStore(data_dir)
     stored_symbols = sorted(run.symbols)
     found = Found("truncation")

@@ -21,18 +21,17 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from service.jobs.child import run_in_child
 from service.jobs.messages import Cancelled, Failed, Outcome, Progress, Succeeded
 from service.jobs.store import ACTIVE, Job, JobStatus, JobStore, Work, utc_now
 from storage.catalog import Catalog
-from vocabulary.errors import Conflict
+from vocabulary.errors import Conflict, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +66,19 @@ class JobRunner:
     """The queue of jobs of one data directory and the single worker that runs them."""
 
     def __init__(
-        self, data_dir: Path | str, *, progress_every: float = 0.25, cancel_grace: float = 30.0
+        self,
+        data_dir: Path | str,
+        *,
+        progress_every: float = 0.25,
+        cancel_grace: float = 30.0,
+        catalog_wait: float = 10.0,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.jobs = JobStore(Catalog(self.data_dir))
+        self.jobs = JobStore(Catalog(self.data_dir, lock_timeout=catalog_wait))
         self.progress_every = progress_every
         self.cancel_grace = cancel_grace
+        self._blocked: tuple[str, float, str] | None = None
+        """While the worker cannot write a job's state: (job id, since when, why)."""
         self._context = multiprocessing.get_context("spawn")
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -131,21 +137,62 @@ class JobRunner:
                 self._active.cancel.set()
         return self.jobs.update(job_id, message="cancellation requested") or self.jobs.get(job_id)
 
+    def problems(self) -> list[str]:
+        """What keeps the worker from doing its work, for /health: empty when all is well."""
+        if self._worker is not None and not self._worker.is_alive() and not self._stopping.is_set():
+            return ["the job worker has stopped"]
+        blocked = self._blocked
+        if blocked is not None and time.monotonic() - blocked[1] > 2.0:
+            job_id, since, why = blocked
+            return [f"the job worker cannot record job {job_id} for {time.monotonic() - since:.0f} s: {why}"]
+        return []
+
     def _work(self) -> None:
         while (job_id := self._queue.get()) is not None and not self._stopping.is_set():
-            with self._lock:
-                job = self.jobs.transition(job_id, JobStatus.RUNNING, expect=_QUEUED, started=utc_now())
-                if job is None:  # cancelled while queued
-                    continue
-                self._active = _Active(job_id, self._context.Event())
             try:
-                self._finish(job_id, self._supervise(job, self._active.cancel))
-            except Exception as error:  # the worker must outlive any one job
+                self._run(job_id)
+            except Exception:  # the worker outlives anything one job throws at it
+                logger.exception("job %s: the worker could not run it", job_id)
+
+    def _run(self, job_id: str) -> None:
+        with self._lock:  # active before it runs, so a cancel from now on reaches it
+            active = self._active = _Active(job_id, self._context.Event())
+        try:
+            job = self._recorded(
+                job_id,
+                lambda: self.jobs.transition(job_id, JobStatus.RUNNING, expect=_QUEUED, started=utc_now()),
+            )
+            if job is None:  # cancelled while queued
+                return
+            try:
+                outcome = self._supervise(job, active.cancel)
+            except Exception as error:
                 logger.exception("job %s failed in the worker", job_id)
-                self._finish(job_id, Failed(f"internal error: {type(error).__name__}: {error}"))
-            finally:
-                with self._lock:
-                    self._active = None
+                outcome = Failed(f"internal error: {type(error).__name__}: {error}")
+            self._finish(job_id, outcome)
+        finally:
+            with self._lock:
+                self._active = None
+
+    def _recorded[T](self, job_id: str, write: Callable[[], T]) -> T:
+        """`write()` to the job table, retried with backoff while the catalog is unavailable (locked by
+        another process, or unreadable for a while): the job's state lives in memory until it lands, and
+        `problems()` reports the wait. Gives up only when the runner stops."""
+        pause = 0.1
+        while True:
+            try:
+                result = write()
+            except Unavailable as error:
+                if self._stopping.is_set():
+                    raise
+                if self._blocked is None:
+                    self._blocked = (job_id, time.monotonic(), str(error))
+                logger.warning("job %s: cannot record its state yet: %s", job_id, error)
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            self._blocked = None
+            return result
 
     def _supervise(self, job: Job, cancel: Event) -> Outcome:
         """Run the job's work in a child process, recording its progress; returns its outcome."""
@@ -193,7 +240,7 @@ class JobRunner:
         """Best effort: a busy catalog must not leave the child unsupervised."""
         try:
             self.jobs.update(job_id, done=progress.done, total=progress.total)
-        except (OSError, duckdb.Error) as error:
+        except Unavailable as error:
             logger.warning("job %s: progress not recorded: %s", job_id, error)
 
     def _finish(self, job_id: str, outcome: Outcome) -> None:
@@ -210,4 +257,4 @@ class JobRunner:
         else:
             status = JobStatus.FAILED
             fields |= {"message": outcome.message, "errors": outcome.errors}
-        self.jobs.transition(job_id, status, expect=_RUNNING, **fields)
+        self._recorded(job_id, lambda: self.jobs.transition(job_id, status, expect=_RUNNING, **fields))

@@ -73,7 +73,7 @@ def load_table(path: Path) -> pd.DataFrame:
     if reader is None:
         raise OHLCVError(f"{path.name}: unsupported file type {path.suffix!r}; expected .csv or .parquet")
     if not path.is_file():
-        raise OHLCVError(f"{path.name}: no such file ({path})")
+        raise OHLCVError(f"{path.name}: no such regular file")
     try:
         return reader(path)
     except Exception as error:  # any reader failure means the same thing to the caller: unreadable

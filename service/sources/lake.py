@@ -28,12 +28,16 @@ class Lake:
     `.csv`) for the symbol `EXCHANGE:TICKER`: the exchange ends at the first underscore, so tickers may hold
     underscores; files of other intervals are ignored. A long file is read once and kept, and its rows
     for one symbol are parsed when that symbol is read, so a bad row fails only its own symbol.
+
+    Only regular files are read (a FIFO would block the reader forever). With `inside`, a folder file that
+    resolves outside that directory (a symlink out of the data dir) is refused by name, unread.
     """
 
-    def __init__(self, path: Path | str, interval: str) -> None:
+    def __init__(self, path: Path | str, interval: str, *, inside: Path | None = None) -> None:
         interval_length(interval)
         self.path = Path(path)
         self.interval = interval
+        self.inside = inside
         if not self.path.exists():
             raise OHLCVError(f"lake {self.path}: no such folder or file")
 
@@ -67,8 +71,11 @@ class Lake:
             raise OHLCVError(f"not a symbol of the form EXCHANGE:TICKER in lake {self.path}")
         stem = f"{exchange}_{ticker}_{self.interval}"
         for suffix in LAKE_SUFFIXES:
-            if (self.path / f"{stem}{suffix}").is_file():
-                return self.path / f"{stem}{suffix}"
+            file = self.path / f"{stem}{suffix}"
+            if file.is_file():
+                if self.inside is not None and not file.resolve().is_relative_to(self.inside):
+                    raise OHLCVError(f"{file.name} resolves outside the data directory; it was not read")
+                return file
         raise OHLCVError(f"no file {stem}.parquet or {stem}.csv in lake {self.path}")
 
     @cached_property
@@ -99,13 +106,11 @@ def read_candidates(path: Path | str) -> list[str]:
     Accepted shapes: a list of objects each with `symbol` (or, failing that, `physical_symbol`), or an
     object keyed by symbol whose values are objects. Anything else is a SourceError naming the entry.
     """
-    path = Path(path)
+    path = _regular(Path(path))
     try:
         document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SourceError(f"{path.name}: no such file ({path})") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SourceError(f"{path.name}: unreadable ({error})") from None
+        raise SourceError(f"{path.name}: unreadable ({type(error).__name__})") from None
     if isinstance(document, list):
         symbols = [_candidate_symbol(entry, f"{path.name}: entry {at}") for at, entry in enumerate(document)]
     elif isinstance(document, dict):
@@ -139,11 +144,9 @@ def read_returns(path: Path | str) -> pd.DataFrame:
     """A `returns_matrix.parquet`: UTC DatetimeIndex (naive means UTC), strictly increasing, float columns
     named by symbol. SourceError names the problem: another time zone, a repeated or out-of-order
     timestamp, a non-numeric column."""
-    path = Path(path)
+    path = _regular(Path(path))
     try:
         returns = pd.read_parquet(path)
-    except FileNotFoundError:
-        raise SourceError(f"{path.name}: no such file ({path})") from None
     except Exception as error:  # any reader failure: the file is unreadable
         raise SourceError(f"{path.name}: unreadable ({type(error).__name__}: {error})") from None
     index = returns.index
@@ -170,3 +173,12 @@ def read_returns(path: Path | str) -> pd.DataFrame:
     returns.index = index.as_unit("ns")
     returns.columns = [str(column) for column in returns.columns]
     return returns
+
+
+def _regular(path: Path) -> Path:
+    """`path` when it is a regular file: a FIFO or device would block its reader, a folder is no table."""
+    if not path.exists():
+        raise SourceError(f"{path.name}: no such file")
+    if not path.is_file():
+        raise SourceError(f"{path.name}: not a regular file")
+    return path

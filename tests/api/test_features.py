@@ -200,6 +200,7 @@ def test_health_names_the_newest_run_and_the_jobs(served):
     client, _, job = served
     assert client.get("/health").json() == {
         "status": "ok",
+        "problems": [],
         "runs": 1,
         "newest_run": job["run_id"],
         "jobs": {"queued": 0, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 0, "interrupted": 0},

@@ -197,7 +197,7 @@ def test_export_writes_the_wide_matrix_and_prints_its_path(data_dir: Path) -> No
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["features", "--as-of", "not-a-date"], "as_of: cannot parse 'not-a-date'"),
+        (["features", "--as-of", "not-a-date"], "as_of: 'not-a-date' is not an ISO-8601 instant"),
         (["features", "--as-of", AS_OF, "--features", "Recommend.Nope"], "Recommend.Nope"),
         (
             ["features", "--as-of", AS_OF, "--run-id", "20000101T000000Z-000000"],
@@ -213,7 +213,7 @@ def test_export_writes_the_wide_matrix_and_prints_its_path(data_dir: Path) -> No
             ["backfill", "--lake", "lake", "--interval", "1d", "--symbols", "A:B", "--candidates", "c.json"],
             "not both",
         ),
-        (["backfill", "--lake", "nowhere", "--interval", "1d"], "lake nowhere: no such folder or file"),
+        (["backfill", "--lake", "nowhere", "--interval", "1d"], "nowhere: no such folder or file"),
     ],
 )
 def test_errors_are_one_line_without_a_traceback(data_dir: Path, args: list[str], message: str) -> None:

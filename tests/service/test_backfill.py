@@ -330,7 +330,7 @@ def test_a_cancelled_backfill_publishes_nothing(served: Path, sample: SampleFile
             {"start": "2020-02-01", "end": "2020-01-01"},
             "end: end 2020-01-01T00:00:00\\+00:00 is before start",
         ),
-        ({"start": "yesterday-ish"}, "start: cannot parse 'yesterday-ish'"),
+        ({"start": "yesterday-ish"}, "start: 'yesterday-ish' is not an ISO-8601 instant"),
         ({"symbols": []}, "symbols: empty universe: give at least one symbol"),
         ({"symbols": ["A:B"], "candidates": "c.json"}, "candidates: give either candidates or symbols"),
     ],

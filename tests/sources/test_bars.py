@@ -163,7 +163,7 @@ def test_bad_input_names_what_is_wrong(tmp_path, text, message):
 
 
 def test_missing_unreadable_and_unsupported_files(tmp_path):
-    with pytest.raises(OHLCVError, match=r"^gone\.csv: no such file"):
+    with pytest.raises(OHLCVError, match=r"^gone\.csv: no such regular file"):
         read_bars(tmp_path / "gone.csv")
     (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(OHLCVError, match=r"^junk\.parquet: unreadable"):

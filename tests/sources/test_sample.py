@@ -114,7 +114,7 @@ def test_intraday_bars_step_by_the_interval():
         ({"n_bars": 5}, "n_bars: at least 8 bars, got 5"),
         ({"flippers": 4, "n_symbols": 3}, "flippers: between 0 and n_symbols (3), got 4"),
         ({"delisted_share": 1.5}, "delisted_share: a share between 0 and 1, got 1.5"),
-        ({"start": "soon"}, "start: cannot parse 'soon'"),
+        ({"start": "soon"}, "start: 'soon' is not an ISO-8601 instant"),
     ],
 )
 def test_bad_parameters_are_named(change, message):

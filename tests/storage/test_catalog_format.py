@@ -97,7 +97,7 @@ def test_a_format_1_catalog_is_migrated_in_place_on_first_open(tmp_path: Path) -
     (job,) = JobStore(catalog).recent()
     assert (job.kind, job.work) == ("backfill", BackfillSpec.from_dict(OLD_JOB))
     assert JobStore(catalog).find_active(job.work) is None
-    Catalog(tmp_path)  # a second open finds the current format and changes nothing
+    assert Catalog(tmp_path).runs() == [run]  # a second open finds the current format and changes nothing
     assert catalog.runs() == [run]
 
 
@@ -105,7 +105,7 @@ def test_a_migration_that_fails_leaves_the_catalog_as_it_was(tmp_path: Path) -> 
     path = format_1_catalog(tmp_path, interval="7d")  # no such interval: the run's spec cannot be written
 
     with pytest.raises(InvalidInput, match="unknown interval '7d'"):
-        Catalog(tmp_path)
+        Catalog(tmp_path).runs()
 
     with duckdb.connect(str(path)) as connection:
         tables = {name for (name,) in connection.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
@@ -116,9 +116,9 @@ def test_a_migration_that_fails_leaves_the_catalog_as_it_was(tmp_path: Path) -> 
 
 
 def test_a_catalog_of_a_newer_format_is_refused_with_what_to_do(tmp_path: Path) -> None:
-    Catalog(tmp_path)
+    assert Catalog(tmp_path).runs() == []
     with duckdb.connect(str(tmp_path / CATALOG_FILE)) as connection:
         connection.execute(f"UPDATE format SET version = {FORMAT_VERSION + 1}")
 
     with pytest.raises(Unavailable, match=f"format {FORMAT_VERSION + 1}, newer than this asof.*upgrade asof"):
-        Catalog(tmp_path)
+        Catalog(tmp_path).runs()

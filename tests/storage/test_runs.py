@@ -300,13 +300,13 @@ def test_the_catalog_waits_for_another_process_then_names_the_lock(tmp_path: Pat
 
 def test_the_catalog_creates_its_tables_and_sees_other_connections_writes(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path / "fresh")
-    assert catalog.path.exists()
+    assert not catalog.path.exists()  # created by the first connection, not by the constructor
     with catalog.connect() as connection:
         tables = {
             name
             for (name,) in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()
         }
-    assert {"runs", "symbol_status"} <= tables
+    assert {"format", "runs", "symbol_status", "jobs"} <= tables
     before = catalog.stamp()
     publish(tmp_path / "fresh", feature_rows({"X:A": daily("2024-01-01", 3)}))
     assert catalog.stamp() != before
