@@ -13,7 +13,7 @@ from api.guards import BodyLimit, TokenAuth
 from api.reads import ReadLimits
 from api.routes import features, health, jobs, methods, runs
 from api.settings import Settings
-from service.jobs.runner import JobRunner
+from service.jobs.runner import JobLimits, JobRunner
 from storage.datadir import WriterLock
 from storage.read import FeatureStore
 
@@ -54,8 +54,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="asof", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    app.state.store = FeatureStore(settings.data_dir, catalog_wait=settings.catalog_wait)
-    app.state.runner = JobRunner(settings.data_dir, catalog_wait=settings.catalog_wait)
+    app.state.store = FeatureStore(
+        settings.data_dir, catalog_wait=settings.catalog_wait, default_dataset=settings.default_dataset
+    )
+    limits = JobLimits(settings.max_queued_jobs, settings.max_audits, settings.max_job_history)
+    app.state.runner = JobRunner(settings.data_dir, catalog_wait=settings.catalog_wait, limits=limits)
     app.state.reads = ReadLimits(settings.max_read_cells, settings.max_concurrent_reads)
     for module in (features, jobs, runs, health, methods):
         app.include_router(module.router)

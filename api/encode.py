@@ -87,13 +87,14 @@ def json_rows(frames: Sequence[pd.DataFrame]) -> list[orjson.Fragment]:
 
 
 def cross_section_documents(sections: Sequence[CrossSection]) -> list[dict[str, Any]]:
-    """Cross-sections as the API serves them (as_of, run_id, interval, features, rows, stale), ready for
-    orjson; the CLI prints the same documents."""
+    """Cross-sections as the API serves them (as_of, run_id, dataset, interval, features, rows, stale),
+    ready for orjson; the CLI prints the same documents."""
     rows = json_rows([section.rows for section in sections])
     return [
         {
             "as_of": iso(section.as_of),
             "run_id": section.run_id,
+            "dataset": section.dataset,
             "interval": section.interval,
             "features": section.features,
             "rows": section_rows,
@@ -129,7 +130,7 @@ def envelope_headers(metadata: dict[str, Any]) -> dict[str, str]:
     stale list can outgrow a header, so it is only in JSON and Arrow."""
     return {
         f"X-Asof-{key.replace('_', '-')}": str(metadata[key])
-        for key in ("run_id", "as_of", "interval", "symbol")
+        for key in ("run_id", "dataset", "as_of", "interval", "symbol")
         if key in metadata
     }
 

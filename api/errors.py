@@ -1,6 +1,6 @@
 """One error shape, `{"detail": ...}`, with the status the error's kind calls for (`vocabulary.errors`):
-404 NotFound, 409 Conflict, 422 InvalidInput (naming the field), 503 Unavailable. Anything else is a bug,
-not the client's fault: a 500 whose traceback goes to the server log, never to the client."""
+404 NotFound, 409 Conflict, 422 InvalidInput (naming the field), 429 Busy, 503 Unavailable. Anything else
+is a bug, not the client's fault: a 500 whose traceback goes to the server log, never to the client."""
 
 import logging
 
@@ -9,13 +9,14 @@ from fastapi.exceptions import RequestValidationError
 
 from api.responses import json_response
 from api.routes.methods import allowed_methods
-from vocabulary.errors import Conflict, InvalidInput, NotFound, Unavailable
+from vocabulary.errors import Busy, Conflict, InvalidInput, NotFound, Unavailable
 
 logger = logging.getLogger(__name__)
 
 ERROR_RESPONSES: dict[int | str, dict] = {
     404: {"description": "unknown job, run or symbol, or no run published yet"},
     422: {"description": "bad input; `detail` names the field and the value"},
+    429: {"description": "a quota is full (queued jobs, audits); retry later"},
     503: {"description": "storage cannot answer now (locked or damaged catalog, missing run file)"},
 }
 
@@ -40,6 +41,10 @@ def _invalid(request: Request, error: Exception) -> Response:
     return json_response(
         {"detail": [{"loc": [error.field], "msg": error.message, "type": "invalid_input"}]}, 422
     )
+
+
+def _busy(request: Request, error: Exception) -> Response:
+    return json_response({"detail": str(error)}, 429, headers={"Retry-After": "30"})
 
 
 def _unavailable(request: Request, error: Exception) -> Response:
@@ -76,5 +81,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(Conflict, _conflict)
     app.add_exception_handler(InvalidInput, _invalid)
+    app.add_exception_handler(Busy, _busy)
     app.add_exception_handler(Unavailable, _unavailable)
     app.add_exception_handler(Exception, _internal)

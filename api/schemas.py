@@ -96,6 +96,14 @@ Features = Annotated[
     ),
 ]
 RunId = Annotated[str | None, Field(max_length=64, description="pin one run; the newest run when absent")]
+Dataset = Annotated[
+    str | None,
+    Field(
+        max_length=64,
+        description="the dataset whose newest run an unpinned read follows; needed when there are several "
+        "and no ASOF_DEFAULT_DATASET",
+    ),
+]
 MaxStaleness = Annotated[
     int,
     BeforeValidator(_whole_number),
@@ -121,6 +129,7 @@ class ReadOptions(BaseModel):
     symbols: Symbols = None
     features: Features = None
     run_id: RunId = None
+    dataset: Dataset = None
     max_staleness: MaxStaleness = 5
 
 
@@ -151,6 +160,7 @@ class HistoryQuery(BaseModel):
     as_of: Instant | None = Field(None, description="rows as known at this instant; now when absent")
     features: Features = None
     run_id: RunId = None
+    dataset: Dataset = None
     format: Format = "json"
 
 
@@ -176,6 +186,9 @@ class BackfillIn(BaseModel):
         timedelta(0), ge=timedelta(0), le=timedelta(days=365), description="publication lag after bar close"
     )
     keep_zero_volume: bool = False
+    dataset: str | None = Field(
+        None, max_length=64, description="the line of runs this one joins; default `<lake name>_<interval>`"
+    )
 
 
 class AuditIn(BaseModel):
@@ -266,6 +279,7 @@ class FeatureRow(BaseModel):
 class CrossSectionOut(BaseModel):
     as_of: datetime = Field(examples=[EXAMPLE_AS_OF])
     run_id: str = Field(examples=[EXAMPLE_RUN_ID])
+    dataset: str = Field(examples=["crypto_1d"])
     interval: str = Field(examples=["1d"])
     features: list[str] = Field(examples=[list(RATINGS)])
     rows: list[FeatureRow]
@@ -280,6 +294,7 @@ class HistoryOut(BaseModel):
     symbol: str = Field(examples=["BINANCE:BTCUSDT"])
     as_of: datetime = Field(examples=[EXAMPLE_AS_OF])
     run_id: str = Field(examples=[EXAMPLE_RUN_ID])
+    dataset: str = Field(examples=["crypto_1d"])
     interval: str = Field(examples=["1d"])
     features: list[str]
     rows: list[FeatureRow]
@@ -287,6 +302,7 @@ class HistoryOut(BaseModel):
 
 class RunOut(BaseModel):
     run_id: str = Field(examples=[EXAMPLE_RUN_ID])
+    dataset: str = Field(examples=["crypto_1d"])
     interval: str
     lag: timedelta
     created_at: datetime
@@ -299,11 +315,19 @@ class RunOut(BaseModel):
     params: dict[str, Any]
 
 
+class DatasetOut(BaseModel):
+    run_id: str = Field(description="the dataset's newest run: what unpinned reads follow")
+    interval: str
+    newest_bar: datetime | None = Field(description="`ts` of the newest bar it holds")
+    age_seconds: float | None = Field(description="seconds since that bar became knowable (`available_at`)")
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "unhealthy"] = "ok"
     problems: list[str] = Field(description="what is wrong when unhealthy (503)")
     runs: int | None = Field(description="published runs (null when the catalog cannot be read)")
     newest_run: str | None = Field(examples=[EXAMPLE_RUN_ID])
+    datasets: dict[str, DatasetOut] = Field(description="per dataset, its newest run and bar and their age")
     jobs: dict[str, int] | None = Field(description="jobs per state", examples=[{"queued": 0, "running": 1}])
 
 

@@ -4,6 +4,7 @@ The backtest pins one run for its whole life: the run given, or the one the firs
 later call passes that `run_id`, so a backfill published mid-backtest cannot change its answers.
 """
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,6 +77,8 @@ class HttpFeatures:
         base_url: str,
         *,
         run_id: str | None = None,
+        dataset: str | None = None,
+        token: str | None = None,
         chunk: int = 64,
         attempts: int = 4,
         backoff: float = 0.25,
@@ -83,16 +86,28 @@ class HttpFeatures:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.run_id = run_id
+        self.dataset = dataset
         self.chunk = chunk
         self.attempts = attempts
         self.backoff = backoff
-        self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=5.0))
+        token = token if token is not None else os.environ.get("ASOF_API_TOKEN")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            headers={"Authorization": f"Bearer {token}"} if token else None,
+        )
 
     def pin(self, interval: str) -> PinnedRun:
         if self.run_id is None:
-            runs = [run for run in self._request("GET", "/runs").json() if run["interval"] == interval]
+            listed = self._request("GET", "/runs", params={"dataset": self.dataset} if self.dataset else None)
+            runs = [run for run in listed.json() if run["interval"] == interval]
             if not runs:
                 raise LookupError(f"the service at {self.base_url} has no published run of {interval} bars")
+            datasets = sorted({run["dataset"] for run in runs})
+            if len(datasets) > 1:
+                raise ValueError(
+                    f"the service holds several datasets of {interval} bars ({', '.join(datasets)}): name one"
+                )
             self.run_id = runs[0]["run_id"]  # /runs lists the newest published first, as the store reads
         run = self._request("GET", f"/runs/{self.run_id}").json()
         return PinnedRun(run["run_id"], run["interval"], pd.Timedelta(run["lag"]), list(run["symbols"]))
@@ -149,18 +164,19 @@ class HttpFeatures:
 class LocalFeatures:
     """Features from a data directory, read through `storage.read.FeatureStore` in one batch."""
 
-    def __init__(self, data_dir: Path | str, *, run_id: str | None = None) -> None:
+    def __init__(
+        self, data_dir: Path | str, *, run_id: str | None = None, dataset: str | None = None
+    ) -> None:
         if not Path(data_dir).is_dir():
             raise ValueError(f"data directory {str(data_dir)!r} does not exist")
         self.data_dir = Path(data_dir)
         self.store = FeatureStore(data_dir)
         self.run_id = run_id
+        self.dataset = dataset
 
     def pin(self, interval: str) -> PinnedRun:
-        catalog = self.store.catalog
-        run = catalog.run(self.run_id) if self.run_id is not None else catalog.latest_run(interval)
-        if run is None:
-            raise LookupError(f"no published run of {interval} bars in {self.data_dir}")
+        """The pinned run, else the newest of the dataset (the only one when none is named)."""
+        run = self.store.run(self.run_id, self.dataset)
         self.run_id = run.run_id
         return PinnedRun(run.run_id, run.interval, run.lag, list(run.symbols))
 

@@ -28,15 +28,15 @@ from typing import Final
 import duckdb
 import pandas as pd
 
-from vocabulary.errors import NotFound, Unavailable
+from vocabulary.errors import InvalidInput, NotFound, Unavailable
 from vocabulary.spec import BackfillSpec
 
 CATALOG_FILE: Final = "catalog.duckdb"
 PUBLISHED_MARKER: Final = "catalog.published"
 """Replaced after every publish, so readers can tell with one stat that the newest run may have changed."""
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 """1: the first release. 2: a `format` table; runs record their whole BackfillSpec and their layout; jobs
-have a kind."""
+have a kind. 3: runs belong to a dataset."""
 RUN_LAYOUT: Final = 1
 """How a run's files are laid out. 1: one `features.parquet` sorted by (available_at, symbol)."""
 
@@ -59,7 +59,8 @@ CREATE TABLE runs (
     features VARCHAR[] NOT NULL,
     params VARCHAR NOT NULL,
     path VARCHAR NOT NULL,
-    layout INTEGER NOT NULL DEFAULT {RUN_LAYOUT}
+    layout INTEGER NOT NULL DEFAULT {RUN_LAYOUT},
+    dataset VARCHAR NOT NULL
 );
 CREATE TABLE symbol_status (
     run_id VARCHAR NOT NULL,
@@ -252,15 +253,24 @@ class Catalog:
             raise RunNotFound(run_id)
         return self._run(row)
 
-    def latest_run(self, interval: str | None = None) -> RunInfo | None:
-        """The run published last (of `interval` when given), or None when there is none."""
+    def latest_run(self, *, dataset: str | None = None, interval: str | None = None) -> RunInfo | None:
+        """The run published last (of `dataset`, of `interval`, when given), or None when there is none."""
         with self.connect() as connection:
             row = connection.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE ? IS NULL OR interval = ? "
-                "ORDER BY published_at DESC, run_id DESC LIMIT 1",
-                [interval, interval],
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE (? IS NULL OR dataset = ?) "
+                "AND (? IS NULL OR interval = ?) ORDER BY published_at DESC, run_id DESC LIMIT 1",
+                [dataset, dataset, interval, interval],
             ).fetchone()
         return None if row is None else self._run(row)
+
+    def datasets(self) -> dict[str, RunInfo]:
+        """Every dataset, by name, with its run published last."""
+        with self.connect() as connection:
+            rows = connection.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs QUALIFY row_number() OVER "
+                "(PARTITION BY dataset ORDER BY published_at DESC, run_id DESC) = 1 ORDER BY dataset"
+            ).fetchall()
+        return {run.spec.dataset: run for run in map(self._run, rows)}
 
     def symbol_status(self, run_id: str) -> list[SymbolStatus]:
         """Every symbol the run was asked for, in symbol order; RunNotFound for an unknown run."""
@@ -295,8 +305,9 @@ class Catalog:
         with self.connect() as connection:
             connection.execute("BEGIN TRANSACTION")
             try:
+                _check_joins_its_dataset(connection, run)
                 connection.execute(
-                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         run.run_id,
                         run.interval,
@@ -312,6 +323,7 @@ class Catalog:
                         json.dumps(run.spec.to_dict()),
                         relative,
                         run.layout,
+                        run.spec.dataset,
                     ],
                 )
                 connection.executemany(
@@ -342,6 +354,22 @@ class Catalog:
             features=list(features),
             path=self.data_dir / path,
             layout=layout,
+        )
+
+
+def _check_joins_its_dataset(connection: duckdb.DuckDBPyConnection, run: RunInfo) -> None:
+    """A dataset answers one question: every run in it has the same interval and rule set."""
+    row = connection.execute(
+        "SELECT params FROM runs WHERE dataset = ? LIMIT 1", [run.spec.dataset]
+    ).fetchone()
+    if row is None:
+        return
+    member = BackfillSpec.from_dict(json.loads(row[0]))
+    if member.interval != run.spec.interval:
+        raise InvalidInput(
+            f"dataset {run.spec.dataset!r} holds {member.interval} runs, not {run.spec.interval}: "
+            "name another dataset",
+            field="dataset",
         )
 
 
@@ -403,7 +431,21 @@ def _migrate_1_to_2(connection: duckdb.DuckDBPyConnection, tables: set[str]) -> 
         connection.execute(_SCHEMA[_SCHEMA.index("CREATE TABLE jobs") :])
 
 
-_MIGRATIONS: Final[dict[int, Callable[[duckdb.DuckDBPyConnection, set[str]], None]]] = {1: _migrate_1_to_2}
+def _migrate_2_to_3(connection: duckdb.DuckDBPyConnection, tables: set[str]) -> None:
+    """Runs belong to a dataset: the default one of their spec (`<lake name>_<interval>`)."""
+    connection.execute("ALTER TABLE runs ADD COLUMN dataset VARCHAR")
+    for run_id, params in connection.execute("SELECT run_id, params FROM runs").fetchall():
+        spec = BackfillSpec.from_dict(json.loads(params))
+        connection.execute(
+            "UPDATE runs SET dataset = ?, params = ? WHERE run_id = ?",
+            [spec.dataset, json.dumps(spec.to_dict()), run_id],
+        )
+
+
+_MIGRATIONS: Final[dict[int, Callable[[duckdb.DuckDBPyConnection, set[str]], None]]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+}
 """From format N to N + 1, run inside the caller's transaction."""
 
 

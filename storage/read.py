@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from storage.catalog import Catalog, NoRunError, RunInfo, SymbolNotFound
 from storage.index import MemoryIndex, Rows, column_values, microseconds, symbol_codes
-from vocabulary.errors import InvalidInput, Unavailable
+from vocabulary.errors import InvalidInput, NotFound, Unavailable
 from vocabulary.features import FEATURES, RATINGS
 from vocabulary.time import interval_length, parse_instant
 
@@ -44,6 +44,7 @@ class CrossSection:
 
     as_of: pd.Timestamp
     run_id: str
+    dataset: str
     interval: str
     features: list[str]
     rows: pd.DataFrame
@@ -202,11 +203,19 @@ class FeatureStore:
     RunFileUnavailable, never a crash.
     """
 
-    def __init__(self, data_dir: Path | str, *, index: bool = True, catalog_wait: float = 10.0) -> None:
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        index: bool = True,
+        catalog_wait: float = 10.0,
+        default_dataset: str | None = None,
+    ) -> None:
         self.catalog = Catalog(data_dir, lock_timeout=catalog_wait)
+        self.default_dataset = default_dataset
         self._source: Source = MemoryIndex() if index else ParquetSource()
         self._views: dict[str, RunView] = {}
-        self._latest: tuple[tuple, RunInfo | None] | None = None
+        self._datasets: tuple[tuple, dict[str, RunInfo]] | None = None
 
     def cross_section(
         self,
@@ -215,11 +224,17 @@ class FeatureStore:
         symbols: Iterable[str] | None = None,
         features: Iterable[str] | str | None = None,
         run_id: str | None = None,
+        dataset: str | None = None,
         max_staleness: int = 5,
     ) -> CrossSection:
         """The newest row knowable at `as_of` per symbol (`features`: None = the three ratings, "all")."""
         return self.batch(
-            [as_of], symbols=symbols, features=features, run_id=run_id, max_staleness=max_staleness
+            [as_of],
+            symbols=symbols,
+            features=features,
+            run_id=run_id,
+            dataset=dataset,
+            max_staleness=max_staleness,
         )[0]
 
     def batch(
@@ -229,13 +244,15 @@ class FeatureStore:
         symbols: Iterable[str] | None = None,
         features: Iterable[str] | str | None = None,
         run_id: str | None = None,
+        dataset: str | None = None,
         max_staleness: int = 5,
     ) -> list[CrossSection]:
-        """One cross-section per instant, in order, all from the same run (resolved once)."""
+        """One cross-section per instant, in order, all from the same run (resolved once): `run_id`, else
+        the newest run of `dataset` (see `dataset_of`)."""
         instants = [parse_instant(as_of) for as_of in as_ofs]
         names = resolve_features(features)
         intervals = _intervals(max_staleness)
-        run = self._view(run_id)
+        run = self._view(run_id, dataset)
         requested = run.requested(symbols)
         window = intervals * interval_length(run.info.interval).value
         return [self._cross_section(run, instant, requested, names, window) for instant in instants]
@@ -248,6 +265,7 @@ class FeatureStore:
         end: str | datetime | pd.Timestamp | None = None,
         as_of: str | datetime | pd.Timestamp | None = None,
         run_id: str | None = None,
+        dataset: str | None = None,
         features: Iterable[str] | str | None = None,
     ) -> pd.DataFrame:
         """The symbol's rows with start <= ts <= end as known at `as_of` (default now), oldest first."""
@@ -257,7 +275,7 @@ class FeatureStore:
         if start is not None and end is not None and parse_instant(start) > parse_instant(end):
             raise InvalidInput(f"start {start} is after end {end}", field="start")
         names = resolve_features(features)
-        run = self._view(run_id)
+        run = self._view(run_id, dataset)
         if symbol not in run.codes:
             raise SymbolNotFound(symbol, run.info.run_id)
         code = run.codes[symbol]
@@ -269,9 +287,9 @@ class FeatureStore:
         rows, _ = point_in_time(candidates, sight, run, np.array([code]))
         return _frame(run, rows, names)
 
-    def run(self, run_id: str | None = None) -> RunInfo:
-        """The pinned run, or the one published last: what an unpinned read uses (cached, like the reads)."""
-        return self._view(run_id).info
+    def run(self, run_id: str | None = None, dataset: str | None = None) -> RunInfo:
+        """The pinned run, or the newest of the dataset: what an unpinned read uses (cached like reads)."""
+        return self._view(run_id, dataset).info
 
     def _cross_section(
         self,
@@ -290,27 +308,56 @@ class FeatureStore:
         return CrossSection(
             as_of=as_of,
             run_id=run.info.run_id,
+            dataset=run.info.spec.dataset,
             interval=run.info.interval,
             features=features,
             rows=_frame(run, rows, features),
             stale=stale,
         )
 
-    def _view(self, run_id: str | None) -> RunView:
-        """The pinned run (RunNotFound if unknown), else the one published last (NoRunError if none)."""
+    def datasets(self) -> dict[str, RunInfo]:
+        """Every dataset with its run published last, re-read only when the catalog has changed."""
+        stamp, known = self.catalog.stamp(), self._datasets
+        if known is None or known[0] != stamp:
+            known = self._datasets = (stamp, self.catalog.datasets())
+        return known[1]
+
+    def _view(self, run_id: str | None, dataset: str | None = None) -> RunView:
+        """The pinned run (RunNotFound if unknown), else the newest run of `dataset` (see `dataset_of`)."""
         if run_id is None:
-            stamp, latest = self.catalog.stamp(), self._latest
-            if latest is None or latest[0] != stamp:
-                latest = self._latest = (stamp, self.catalog.latest_run())
-            info = latest[1]
-            if info is None:
-                raise NoRunError(f"no run is published in {self.catalog.data_dir} yet; run a backfill first")
-            run_id = info.run_id
+            run_id = self.datasets()[self.dataset_of(dataset)].run_id
         view = self._views.get(run_id)
         if view is None:
             info = self.catalog.run(run_id)
             view = self._views[run_id] = RunView.load(self.catalog, info)
+        if dataset is not None and view.info.spec.dataset != dataset:
+            raise InvalidInput(
+                f"run {run_id} belongs to dataset {view.info.spec.dataset!r}, not {dataset!r}",
+                field="dataset",
+            )
         return view
+
+    def dataset_of(self, dataset: str | None) -> str:
+        """The dataset an unpinned read follows: the one named, else the default (`default_dataset`, or the
+        only dataset there is); NoRunError when nothing is published, DatasetNotFound for an unknown name,
+        InvalidInput listing the datasets when several exist and none is named."""
+        datasets = self.datasets()
+        if not datasets:
+            raise NoRunError("no run is published yet; run a backfill first")
+        name = dataset or self.default_dataset or (next(iter(datasets)) if len(datasets) == 1 else None)
+        if name is None:
+            raise InvalidInput(
+                f"this data dir holds {len(datasets)} datasets ({', '.join(datasets)}): name one with "
+                "`dataset` (or set ASOF_DEFAULT_DATASET)",
+                field="dataset",
+            )
+        if name not in datasets:
+            raise DatasetNotFound(f"unknown dataset {name!r}; the datasets are {', '.join(datasets)}")
+        return name
+
+
+class DatasetNotFound(NotFound):
+    """A read named a dataset the data dir does not hold."""
 
 
 class RunFileUnavailable(Unavailable):

@@ -1,6 +1,6 @@
 """The kinds of error asof raises on purpose. A caller decides by kind, never by message: the API answers
-404 for NotFound, 409 for Conflict, 422 for InvalidInput and 503 for Unavailable, and anything else is a
-bug (a logged 500), not the client's fault."""
+404 for NotFound, 409 for Conflict, 422 for InvalidInput, 429 for Busy and 503 for Unavailable, and
+anything else is a bug (a logged 500), not the client's fault."""
 
 
 class AsofError(Exception):
@@ -23,6 +23,10 @@ class InvalidInput(AsofError, ValueError):
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
+
+
+class Busy(AsofError):
+    """A quota is full (queued jobs, running audits): the same request may succeed later."""
 
 
 class Unavailable(AsofError):

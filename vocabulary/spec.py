@@ -2,13 +2,34 @@
 handed to the child process, recorded with the run, and read back by the audit to rebuild the run."""
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Self
+from pathlib import PurePath
+from typing import Any, Final, Self
 
 import pandas as pd
 
 from vocabulary.errors import InvalidInput
 from vocabulary.time import NO_LAG, check_lag, interval_length, parse_instant
+
+DATASET_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+
+
+def check_dataset(name: str) -> str:
+    """A dataset name: 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit."""
+    if not isinstance(name, str) or not DATASET_NAME.fullmatch(name):
+        raise InvalidInput(
+            f"{name!r} is not a dataset name: 1 to 64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit",
+            field="dataset",
+        )
+    return name
+
+
+def default_dataset(lake: str, interval: str) -> str:
+    """`<lake folder or file name>_<interval>`, with characters a dataset name cannot hold replaced."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", PurePath(lake).stem).strip("._-")[:48] or "lake"
+    return f"{stem}_{interval}"
 
 
 class _Spec:
@@ -55,11 +76,14 @@ class BackfillSpec(_Spec):
     end: pd.Timestamp | None = None
     lag: pd.Timedelta = field(default=NO_LAG)
     keep_zero_volume: bool = False
+    dataset: str | None = None
+    """The line of runs this one joins; default `<lake folder name>_<interval>`."""
 
     def __post_init__(self) -> None:
         interval_length(self.interval)
         if not str(self.lake):
             raise InvalidInput("give the lake to backfill", field="lake")
+        self._set("dataset", check_dataset(self.dataset or default_dataset(str(self.lake), self.interval)))
         if self.symbols is not None and self.candidates is not None:
             raise InvalidInput("give either candidates or symbols, not both", field="candidates")
         if self.symbols is not None:

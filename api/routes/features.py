@@ -50,7 +50,7 @@ def _features(features: list[str] | None) -> int:
 def cross_section(query: Annotated[FeaturesQuery, Query()], store: Store, reads: Reads) -> Response:
     """The cross-section as of `as_of`: per symbol, its newest row with `available_at <= as_of`, unless
     stale (listed under `stale` instead)."""
-    run = store.run(query.run_id)  # resolved once: the limit and the read see the same run
+    run = store.run(query.run_id, query.dataset)  # resolved once: the limit and the read see the same run
     reads.check(1, _symbols(run, query.symbols), _features(query.features))
     with reads.slot():  # encoding included: it is where an answer's memory peaks
         section = store.cross_section(
@@ -62,7 +62,12 @@ def cross_section(query: Annotated[FeaturesQuery, Query()], store: Store, reads:
         )
         if query.format == "json":
             return json_response(cross_section_documents([section])[0])
-        metadata = {"as_of": iso(section.as_of), "run_id": section.run_id, "interval": section.interval}
+        metadata = {
+            "as_of": iso(section.as_of),
+            "run_id": section.run_id,
+            "dataset": section.dataset,
+            "interval": section.interval,
+        }
         return table_response(section.rows, query.format, metadata | {"stale": section.stale})
 
 
@@ -70,7 +75,7 @@ def cross_section(query: Annotated[FeaturesQuery, Query()], store: Store, reads:
 def batch(body: BatchIn, store: Store, reads: Reads, format: Annotated[Format, Query()] = "json") -> Response:
     """One cross-section per `as_of`, all from one run (a whole rebalance schedule in one call). Arrow and
     CSV stack the rows under a leading `as_of` column."""
-    run = store.run(body.run_id)
+    run = store.run(body.run_id, body.dataset)
     reads.check(len(body.as_of), _symbols(run, body.symbols), _features(body.features))
     with reads.slot():
         sections = store.batch(
@@ -85,6 +90,7 @@ def batch(body: BatchIn, store: Store, reads: Reads, format: Annotated[Format, Q
         rows = stack([section.rows for section in sections], [section.as_of for section in sections], "as_of")
         metadata = {
             "run_id": sections[0].run_id,
+            "dataset": sections[0].dataset,
             "interval": sections[0].interval,
             "stale": {iso(section.as_of): section.stale for section in sections},
         }
@@ -95,7 +101,7 @@ def batch(body: BatchIn, store: Store, reads: Reads, format: Annotated[Format, Q
 def history(symbol: str, query: Annotated[HistoryQuery, Query()], store: Store, reads: Reads) -> Response:
     """One symbol's rows with `ts` in `[start, end]`, as known at `as_of` (now when absent)."""
     as_of = query.as_of or _now()
-    run = store.run(query.run_id)  # pinned (404 if unknown) or the newest published, from the store's cache
+    run = store.run(query.run_id, query.dataset)  # pinned (404 if unknown) or the dataset's newest
     reads.check(_bars_between(run, query.start, query.end), 1, _features(query.features))
     with reads.slot():
         rows = store.history(
@@ -107,7 +113,13 @@ def history(symbol: str, query: Annotated[HistoryQuery, Query()], store: Store, 
             features=store_features(query.features),
         )
         features = [name for name in rows.columns if name not in ROW_META]
-        metadata = {"symbol": symbol, "as_of": iso(as_of), "run_id": run.run_id, "interval": run.interval}
+        metadata = {
+            "symbol": symbol,
+            "as_of": iso(as_of),
+            "run_id": run.run_id,
+            "dataset": run.spec.dataset,
+            "interval": run.interval,
+        }
         if query.format == "json":
             return json_response(metadata | {"features": features, "rows": json_rows([rows])[0]})
         return table_response(rows, query.format, metadata)

@@ -64,11 +64,15 @@ def list_jobs(
     status: Annotated[JobStatus | None, Query(description="only jobs in this state")] = None,
     kind: Annotated[Kind | None, Query(description="only jobs of this kind")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[
+        str | None, Query(max_length=64, description="the next page: jobs listed after this job id")
+    ] = None,
 ) -> list[JobOut]:
-    """Jobs, newest first."""
+    """Jobs, newest first, `limit` per page; pass the last job id of a page as `before` for the next."""
     statuses = None if status is None else frozenset({status})
     return [
-        job_out(job, runner.data_dir) for job in runner.jobs.recent(statuses=statuses, kind=kind, limit=limit)
+        job_out(job, runner.data_dir)
+        for job in runner.jobs.recent(statuses=statuses, kind=kind, limit=limit, before=before)
     ]
 
 

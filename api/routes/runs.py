@@ -30,6 +30,7 @@ class RunNotAudited(NotFound):
 def run_out(run: RunInfo, data_dir: Path) -> RunOut:
     return RunOut(
         run_id=run.run_id,
+        dataset=run.spec.dataset,
         interval=run.interval,
         lag=run.lag,
         created_at=run.created_at,
@@ -44,9 +45,10 @@ def run_out(run: RunInfo, data_dir: Path) -> RunOut:
 
 
 @router.get("/runs", response_model=list[RunOut])
-def list_runs(store: Store) -> list[RunOut]:
-    """Published runs, newest first."""
-    return [run_out(run, store.catalog.data_dir) for run in store.catalog.runs()]
+def list_runs(store: Store, dataset: Annotated[str | None, Query(max_length=64)] = None) -> list[RunOut]:
+    """Published runs, newest first (of `dataset` when given)."""
+    runs = store.catalog.runs()
+    return [run_out(run, store.catalog.data_dir) for run in runs if dataset in (None, run.spec.dataset)]
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=ERROR_RESPONSES)

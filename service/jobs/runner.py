@@ -31,7 +31,8 @@ from service.jobs.child import run_in_child
 from service.jobs.messages import Cancelled, Failed, Outcome, Progress, Succeeded
 from service.jobs.store import ACTIVE, Job, JobStatus, JobStore, Work, utc_now
 from storage.catalog import Catalog
-from vocabulary.errors import Conflict, Unavailable
+from vocabulary.errors import Busy, Conflict, Unavailable
+from vocabulary.spec import AuditSpec
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,16 @@ class JobFinished(Conflict):
         self.job = job
 
 
+@dataclass(frozen=True)
+class JobLimits:
+    """Jobs queued or running at once (`queued`), audits among them (`audits`), finished jobs kept
+    (`history`)."""
+
+    queued: int = 16
+    audits: int = 2
+    history: int = 1_000
+
+
 @dataclass
 class _Active:
     job_id: str
@@ -72,8 +83,10 @@ class JobRunner:
         progress_every: float = 0.25,
         cancel_grace: float = 30.0,
         catalog_wait: float = 10.0,
+        limits: JobLimits = JobLimits(),
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.limits = limits
         self.jobs = JobStore(Catalog(self.data_dir, lock_timeout=catalog_wait))
         self.progress_every = progress_every
         self.cancel_grace = cancel_grace
@@ -107,11 +120,16 @@ class JobRunner:
             self._worker.join(timeout)
 
     def submit(self, work: Work) -> Job:
-        """Queue `work` (paths already admitted); DuplicateJob if the same work is queued or running."""
+        """Queue `work` (paths already admitted); DuplicateJob if the same work is queued or running, Busy
+        when the queue (or, for an audit, the audits) is full."""
         with self._lock:
             existing = self.jobs.find_active(work)
             if existing is not None:
                 raise DuplicateJob(existing)
+            if self.jobs.active() >= self.limits.queued:
+                raise Busy(f"{self.limits.queued} jobs are already queued or running (ASOF_MAX_QUEUED_JOBS)")
+            if isinstance(work, AuditSpec) and self.jobs.active("audit") >= self.limits.audits:
+                raise Busy(f"{self.limits.audits} audits are already queued or running (ASOF_MAX_AUDITS)")
             job = self.jobs.create(work)
         self._queue.put(job.job_id)
         return job
@@ -258,3 +276,7 @@ class JobRunner:
             status = JobStatus.FAILED
             fields |= {"message": outcome.message, "errors": outcome.errors}
         self._recorded(job_id, lambda: self.jobs.transition(job_id, status, expect=_RUNNING, **fields))
+        try:  # history is bounded; a busy catalog only delays the pruning to the next job
+            self.jobs.prune(self.limits.history)
+        except Unavailable as error:
+            logger.warning("job history not pruned: %s", error)

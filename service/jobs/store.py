@@ -142,9 +142,15 @@ class JobStore:
         kind: str | None = None,
         run_id: str | None = None,
         limit: int | None = None,
+        before: str | None = None,
     ) -> list[Job]:
-        """Jobs newest first, optionally only those in `statuses`, of `kind`, or about `run_id`."""
+        """Jobs newest first, optionally only those in `statuses`, of `kind`, about `run_id`, or listed
+        after job `before` (the page after the one that ended with it; JobNotFound if it is unknown)."""
         conditions, arguments = [], []
+        if before is not None:
+            last = self.get(before)
+            conditions.append("(created, job_id) < (?, ?)")
+            arguments += [last.created.tz_convert(None).to_pydatetime(), before]
         if statuses is not None:
             conditions.append(f"status IN ({', '.join('?' * len(statuses))})")
             arguments += sorted(statuses)
@@ -158,6 +164,30 @@ class JobStore:
             query += f" LIMIT {int(limit)}"
         with self.catalog.connect() as connection:
             return [_job(row) for row in connection.execute(query, arguments).fetchall()]
+
+    def active(self, kind: str | None = None) -> int:
+        """How many jobs (of `kind`) are queued or running."""
+        with self.catalog.connect() as connection:
+            (count,) = connection.execute(
+                "SELECT count(*) FROM jobs WHERE status IN (?, ?) AND (? IS NULL OR kind = ?)",
+                [*sorted(ACTIVE), kind, kind],
+            ).fetchone()
+        return count
+
+    def prune(self, keep: int) -> int:
+        """Delete finished jobs beyond the newest `keep`, except each run's newest succeeded audit (its
+        report is what GET /runs/{id}/audit serves). Returns how many went."""
+        finished = f"status NOT IN ({', '.join('?' * len(ACTIVE))})"
+        with self.catalog.connect() as connection:
+            deleted = connection.execute(
+                f"WITH kept AS (SELECT job_id FROM jobs WHERE {finished} ORDER BY created DESC, job_id DESC "
+                "LIMIT ?), reports AS (SELECT arg_max(job_id, created) AS job_id FROM jobs "
+                "WHERE kind = 'audit' AND status = ? GROUP BY run_id) "
+                f"DELETE FROM jobs WHERE {finished} AND job_id NOT IN (SELECT job_id FROM kept) "
+                "AND job_id NOT IN (SELECT job_id FROM reports) RETURNING 1",
+                [*sorted(ACTIVE), keep, JobStatus.SUCCEEDED, *sorted(ACTIVE)],
+            ).fetchall()
+        return len(deleted)
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each state (every state named, zeros included)."""

@@ -196,13 +196,22 @@ def test_runs_list_the_published_run_and_serve_its_matrix(served):
     assert wide[(symbol, "Recommend.All")].dropna().tolist() == history["Recommend.All"].dropna().tolist()
 
 
-def test_health_names_the_newest_run_and_the_jobs(served):
-    client, _, job = served
-    assert client.get("/health").json() == {
+def test_health_names_the_newest_run_its_dataset_and_the_jobs(served):
+    client, store, job = served
+    health = client.get("/health").json()
+    run = store.run(job["run_id"])
+    newest = pd.Timestamp(health["datasets"]["lake_1d"].pop("newest_bar"))
+    age = health["datasets"]["lake_1d"].pop("age_seconds")
+    assert newest == run.end
+    assert age == pytest.approx(
+        (pd.Timestamp.now(tz="UTC") - run.end - pd.Timedelta(days=1)).total_seconds(), abs=60
+    )
+    assert health == {
         "status": "ok",
         "problems": [],
         "runs": 1,
         "newest_run": job["run_id"],
+        "datasets": {"lake_1d": {"run_id": job["run_id"], "interval": "1d"}},
         "jobs": {"queued": 0, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 0, "interrupted": 0},
     }
 

@@ -200,8 +200,8 @@ def test_symbols_absent_from_the_run_a_missing_interval_and_another_lag_are_refu
     returns = read_returns(files.returns).assign(**{"SYNTH:NOPE": 0.0})
     with pytest.raises(ValueError, match=r"1 symbol\(s\) absent from run .*: SYNTH:NOPE"):
         _engine().run(returns, LocalFeatures(data_dir))
-    with pytest.raises(LookupError, match="no published run of 1h bars"):
-        _engine(interval="1h").run(returns, LocalFeatures(data_dir))
+    with pytest.raises(ValueError, match=r"holds 1d bars but the backtest is on 1h bars"):
+        _engine(interval="1h").run(returns, LocalFeatures(data_dir))  # the dataset's newest run is daily
     later = _engine(lag=pd.Timedelta(hours=3))  # would decide on bars published after row k+1 began
     with pytest.raises(
         ValueError, match=r"publishes bars 0 s after their close but the backtest decides 10800 s"

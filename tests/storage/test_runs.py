@@ -61,7 +61,7 @@ def test_publish_writes_one_sorted_typed_parquet_and_catalogues_the_run(tmp_path
     catalog = Catalog(tmp_path)
     assert catalog.run(run.run_id) == run
     assert catalog.runs() == [run]
-    assert catalog.latest_run() == run and catalog.latest_run("1h") is None
+    assert catalog.latest_run() == run and catalog.latest_run(interval="1h") is None
     statuses = {status.symbol: status for status in catalog.symbol_status(run.run_id)}
     assert sorted(statuses) == ["A:TWO", "B:ONE", "C:BAD"]
     assert (statuses["C:BAD"].ok, statuses["C:BAD"].reason, statuses["C:BAD"].rows) == (
