@@ -41,6 +41,10 @@ def backfill(
     keep_zero_volume: Annotated[
         bool, typer.Option(help="Keep zero-volume bars (dropped by default).")
     ] = False,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="The line of runs this one joins (default: <lake name>_<interval>)."),
+    ] = None,
     chunk_size: Annotated[int, typer.Option(help="Symbols rated at once; bounds memory.")] = 200,
     data_dir: DataDir = Path("data"),
 ) -> None:
@@ -68,6 +72,7 @@ def backfill(
             end=end,
             lag=pd.Timedelta(seconds=lag),
             keep_zero_volume=keep_zero_volume,
+            dataset=dataset,
         )
         job = HistoricalFeatureBackfill(data_dir, spec, chunk_size=chunk_size)
         out = Console(soft_wrap=False)

@@ -19,7 +19,7 @@ from backtest.optimisers import OPTIMISERS
 from backtest.report import LABELS, write_report
 from backtest.strategy import Strategy
 from cli.app import app
-from cli.console import one_line_errors, progress_bar
+from cli.console import DatasetOption, one_line_errors, progress_bar
 from service.sources.lake import read_candidates, read_returns
 
 
@@ -61,8 +61,9 @@ def backtest(
     data_dir: Annotated[
         Path | None, typer.Option(help="Read features from this data directory instead.")
     ] = None,
+    dataset: DatasetOption = None,
     run_id: Annotated[
-        str | None, typer.Option(help="Pin this run (default: the newest of --interval).")
+        str | None, typer.Option(help="Pin this run (default: the newest of the dataset).")
     ] = None,
     interval: Annotated[
         str, typer.Option(help="Bar interval of the returns rows and the run.")
@@ -113,7 +114,9 @@ def backtest(
         )
         settings = {"returns": returns, "features": service or data_dir, **strategy.settings()}
         features: FeatureClient = (
-            HttpFeatures(service, run_id=run_id) if service else LocalFeatures(data_dir, run_id=run_id)
+            HttpFeatures(service, run_id=run_id, dataset=dataset)
+            if service
+            else LocalFeatures(data_dir, run_id=run_id, dataset=dataset)
         )
         with closing(features) if isinstance(features, HttpFeatures) else nullcontext(features):
             results = strategy.run(

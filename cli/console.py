@@ -17,6 +17,11 @@ from rich.text import Text
 from storage.catalog import SymbolStatus
 from vocabulary.errors import AsofError
 
+DatasetOption = Annotated[
+    str | None,
+    typer.Option(help="Dataset whose newest run to read (default: the only one, or ASOF_DEFAULT_DATASET)."),
+]
+
 DataDir = Annotated[
     Path,
     typer.Option(

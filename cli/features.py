@@ -3,6 +3,7 @@
 Errors print one line naming what was wrong and exit 1, never a traceback.
 """
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +13,7 @@ import typer
 
 from api.encode import cross_section_documents, csv_bytes
 from cli.app import app
-from cli.console import DataDir, existing_data_dir, feature_names, names, one_line_errors
+from cli.console import DataDir, DatasetOption, existing_data_dir, feature_names, names, one_line_errors
 from storage.read import FeatureStore
 
 
@@ -32,7 +33,8 @@ def features(
     features: Annotated[
         str | None, typer.Option(help="'all', or comma-separated feature names (default: the three ratings).")
     ] = None,
-    run_id: Annotated[str | None, typer.Option(help="Pin a run (default: the newest published).")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Pin a run (default: the dataset's newest).")] = None,
+    dataset: DatasetOption = None,
     max_staleness: Annotated[int, typer.Option(help="Leave out symbols older than this many intervals.")] = 5,
     output: Annotated[OutputFormat, typer.Option("--format", help="json or csv.")] = OutputFormat.json,
     data_dir: DataDir = Path("data"),
@@ -44,12 +46,15 @@ def features(
     Example: asof features --as-of 2024-03-01 --symbols BINANCE:BTCUSDT,BINANCE:ETHUSDT --features all
     """
     with one_line_errors():
-        store = FeatureStore(existing_data_dir(data_dir), index=False)
+        store = FeatureStore(
+            existing_data_dir(data_dir), index=False, default_dataset=os.environ.get("ASOF_DEFAULT_DATASET")
+        )
         section = store.cross_section(
             as_of,
             symbols=names(symbols),
             features=feature_names(features),
             run_id=run_id,
+            dataset=dataset,
             max_staleness=max_staleness,
         )
         if output is OutputFormat.json:

@@ -97,12 +97,11 @@ def pipeline(
             cost_bps=cost_bps,
             max_staleness=max_staleness,
         )
-        # The run records where its inputs are, for the audit (now or later, from any directory) to find them.
         spec = BackfillSpec(
-            lake=lake.resolve(),
+            lake=_recorded(lake, data_dir, service),
             interval=interval,
-            candidates=None if candidates is None else candidates.resolve(),
-            returns=returns.resolve(),
+            candidates=None if candidates is None else _recorded(candidates, data_dir, service),
+            returns=_recorded(returns, data_dir, service),
             lag=pd.Timedelta(seconds=lag),
             keep_zero_volume=keep_zero_volume,
         )
@@ -118,6 +117,18 @@ def pipeline(
             raise typer.Exit(1)
         typer.echo(f"features matrix: {result.matrix}")
         print_summary(result.backtests, result.report)
+
+
+def _recorded(path: Path, data_dir: Path, service: str | None) -> str:
+    """A path as the run records it: absolute, so the audit finds it later from any directory; relative to
+    the data dir when a server backfills (it reads only inside its data dir, which it shares with us)."""
+    if service is None:
+        return str(path.resolve())
+    if not path.resolve().is_relative_to(data_dir.resolve()):
+        raise ValueError(
+            f"{path}: with --service, inputs must be inside the data dir the server uses ({data_dir})"
+        )
+    return path.resolve().relative_to(data_dir.resolve()).as_posix()
 
 
 class ConsoleObserver:

@@ -17,7 +17,8 @@ from backtest.report import write_report
 from backtest.strategy import Strategy
 from service.audit.report import AuditReport
 from service.audit.run import audit_run
-from service.backfill import BackfillResult, HistoricalFeatureBackfill
+from service.backfill import BackfillResult, HistoricalFeatureBackfill, located
+from service.remote import RemoteBackfill
 from service.sources.lake import read_candidates, read_returns
 from storage.catalog import Catalog
 from storage.export import export_matrix, summary_dir
@@ -67,23 +68,28 @@ def alpha_cycle(
     out: Path | None = None,
     service: str | None = None,
 ) -> CycleResult:
-    """Run the cycle on `spec` (which must name a returns matrix); backtest through the feature service at
-    `service` when given, else from the data dir. The report goes to `out` (default: the run's summary
-    folder, `artifacts/summaries/runs/<RUN_ID>/`)."""
+    """Run the cycle on `spec` (which must name a returns matrix). With `service`, the server at that URL,
+    which holds `data_dir`, backfills (the spec's paths relative to the data dir) and serves the backtest;
+    otherwise all happens here. The report goes to `out` (default: the run's summary folder,
+    `artifacts/summaries/runs/<RUN_ID>/`)."""
     if spec.returns is None:
         raise InvalidInput("the Alpha Cycle backtests over a returns matrix; give one", field="returns")
-    matrix = read_returns(spec.returns)
+    matrix = read_returns(located(data_dir, spec.returns))
     strategy.backtest("dynamic").schedule(
         matrix.index
     )  # too short a matrix fails now, not after the backfill
 
     observer.step("[1/4] backfill")
     with observer.progress("backfill", "symbols") as progress:
-        backfilled = HistoricalFeatureBackfill(data_dir, spec).run(progress=progress)
+        if service is None:
+            backfilled = HistoricalFeatureBackfill(data_dir, spec).run(progress=progress)
+        else:  # the server holds the data dir: it does the writing
+            backfilled = RemoteBackfill(service, data_dir).run(spec, progress)
     observer.backfilled(backfilled)
     run = backfilled.run
     folder = out or summary_dir(data_dir, run.run_id)
-    universe = _universe(observer, matrix, spec.candidates, run.symbols)
+    candidates = None if spec.candidates is None else located(data_dir, spec.candidates)
+    universe = _universe(observer, matrix, candidates, run.symbols)
 
     observer.step(f"[2/4] audit of run {run.run_id} ({samples} samples per check, seed {seed})")
     with observer.progress("audit", "checks") as progress:
@@ -93,7 +99,7 @@ def alpha_cycle(
             samples=samples,
             seed=seed,
             backtest=strategy.backtest("dynamic"),
-            returns=spec.returns,
+            returns=located(data_dir, spec.returns),
             symbols=universe,
             progress=progress,
         )
@@ -133,7 +139,7 @@ def alpha_cycle(
 
 
 def _universe(
-    observer: CycleObserver, returns: pd.DataFrame, candidates: str | None, stored: list[str]
+    observer: CycleObserver, returns: pd.DataFrame, candidates: Path | None, stored: list[str]
 ) -> list[str]:
     """The symbols to backtest: the candidates (or returns columns) the run stores."""
     wanted = read_candidates(candidates) if candidates is not None else [str(c) for c in returns.columns]

@@ -99,7 +99,8 @@ def test_compose_serves_on_its_port_with_the_data_dir_on_a_named_volume(
     service = compose["services"]["asof"]
     assert_runs_cli(service["command"])
     port = service["environment"]["ASOF_PORT"]
-    assert f"{port}:{port}" in service["ports"]
+    assert service["ports"] == [f"${{ASOF_PUBLISH:-127.0.0.1:{port}}}:{port}"]  # loopback unless asked
+    assert service["env_file"] == [{"path": "asof.env", "required": False}]  # the tokens, when set
     data_dir = service["environment"]["ASOF_DATA_DIR"]
     volume, _, target = service["volumes"][0].partition(":")
     assert target == data_dir and volume in compose["volumes"]
@@ -113,5 +114,6 @@ def test_compose_demo_is_one_shot_against_the_healthy_service(compose: dict) -> 
     assert demo["depends_on"]["asof"]["condition"] == "service_healthy"
     assert demo["restart"] == "no"
     assert demo["volumes"] == compose["services"]["asof"]["volumes"]
+    assert demo["env_file"] == compose["services"]["asof"]["env_file"]  # it sends the service's token
     service_url = demo["command"][demo["command"].index("--service") + 1]
     assert service_url == f"http://asof:{compose['services']['asof']['environment']['ASOF_PORT']}"

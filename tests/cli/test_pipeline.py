@@ -2,8 +2,10 @@
 
 import json
 import math
+import shutil
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -118,12 +120,17 @@ def test_pipeline_on_user_files_reports_into_out(
 def test_pipeline_through_the_service_decides_as_the_local_store_does(
     demo: tuple[Path, str], local_cycle: tuple[Path, Path, str], tmp_path: Path
 ) -> None:
+    """The server holds the data dir, so it backfills (POST /backfill, followed as a job) and serves the
+    backtest; the inputs lie in its data dir."""
     data_dir = tmp_path / "data"
-    data_dir.mkdir()
+    shutil.copytree(demo[0] / "sample", data_dir / "sample")
     with running_server(data_dir) as base_url:
-        output = pipeline(demo[0] / "sample", data_dir, tmp_path / "report", "--service", base_url)
+        output = pipeline(data_dir / "sample", data_dir, tmp_path / "report", "--service", base_url)
+        [job] = httpx.get(f"{base_url}/jobs").json()
 
     [run] = Catalog(data_dir).runs()
+    assert (job["kind"], job["status"], job["run_id"]) == ("backfill", "succeeded", run.run_id)
+    assert job["params"]["lake"] == "sample/lake" and run.spec.lake == "sample/lake"
     assert f"report: {tmp_path / 'report' / 'report.md'}" in output
     served = pd.read_csv(tmp_path / "report" / "rebalances.csv")
     local = pd.read_csv(local_cycle[1] / "rebalances.csv")
