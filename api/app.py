@@ -16,6 +16,7 @@ from api.settings import Settings
 from service.jobs.runner import JobLimits, JobRunner
 from storage.datadir import WriterLock
 from storage.read import FeatureStore
+from storage.retention import collect
 
 logger = logging.getLogger("asof")
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             what_to_do="a data dir is served by one server at a time; use that one or another data dir",
         )
         try:
+            await run_in_threadpool(retain)  # also sweeps what writers killed in a crash left behind
             app.state.runner.start()
             try:
                 yield
@@ -57,8 +59,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = FeatureStore(
         settings.data_dir, catalog_wait=settings.catalog_wait, default_dataset=settings.default_dataset
     )
+    store = app.state.store
+
+    def retain() -> None:
+        """Retention after each publish (ASOF_KEEP_RUNS); runs read lately or needed by a job are pinned."""
+        pinned = store.pinned(settings.pin_seconds) | app.state.runner.pinned()
+        collected = collect(store.catalog, keep=settings.keep_runs, pinned=pinned)
+        if collected.runs or collected.swept:
+            logger.info(
+                "retention: deleted runs %s (%d bytes), swept %s",
+                collected.runs,
+                collected.bytes,
+                collected.swept,
+            )
+
     limits = JobLimits(settings.max_queued_jobs, settings.max_audits, settings.max_job_history)
-    app.state.runner = JobRunner(settings.data_dir, catalog_wait=settings.catalog_wait, limits=limits)
+    app.state.runner = JobRunner(
+        settings.data_dir, catalog_wait=settings.catalog_wait, limits=limits, after_publish=retain
+    )
     app.state.reads = ReadLimits(settings.max_read_cells, settings.max_concurrent_reads)
     for module in (features, jobs, runs, health, methods):
         app.include_router(module.router)

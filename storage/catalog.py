@@ -170,6 +170,10 @@ class RunInfo:
     def interval(self) -> str:
         return self.spec.interval
 
+    def files(self) -> list[Path]:
+        """Every file the run reads from (layout 1: its one Parquet file)."""
+        return [self.path]
+
     @property
     def lag(self) -> pd.Timedelta:
         return self.spec.lag
@@ -334,11 +338,32 @@ class Catalog:
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
-        try:  # the marker only speeds up cache checks (the stamp also covers the catalog file); the run is
-            # committed, so failing to write it must not fail the publish
-            _replace(self.data_dir / PUBLISHED_MARKER, f"{run.run_id} {published_at.isoformat()}\n")
+        self._mark(f"published {run.run_id} at {published_at.isoformat()}")
+
+    def forget(self, run_ids: list[str]) -> None:
+        """Delete runs' rows in one transaction: from its commit on, no reader can pin them (their files are
+        the caller's to delete afterwards)."""
+        if not run_ids:
+            return
+        with self.connect() as connection:
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                for table in ("symbol_status", "runs"):
+                    connection.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?))", [run_ids])
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        self._mark(f"forgot {', '.join(run_ids)}")
+
+    def _mark(self, change: str) -> None:
+        """Replace the marker file, so readers tell with one stat that the runs changed. The change is
+        committed already: failing to write the marker must not fail it (the stamp also covers the catalog
+        file)."""
+        try:
+            _replace(self.data_dir / PUBLISHED_MARKER, f"{change}\n")
         except OSError as error:
-            logger.warning("run %s published; %s not updated: %s", run.run_id, PUBLISHED_MARKER, error)
+            logger.warning("%s; %s not updated: %s", change, PUBLISHED_MARKER, error)
 
     def _run(self, row: tuple) -> RunInfo:
         run_id, created, version, symbols, start, end, rows, features, params, path, layout = row

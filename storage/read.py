@@ -8,6 +8,7 @@ same answers by tests.
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -216,6 +217,7 @@ class FeatureStore:
         self._source: Source = MemoryIndex() if index else ParquetSource()
         self._views: dict[str, RunView] = {}
         self._datasets: tuple[tuple, dict[str, RunInfo]] | None = None
+        self._read_at: dict[str, float] = {}
 
     def cross_section(
         self,
@@ -335,7 +337,14 @@ class FeatureStore:
                 f"run {run_id} belongs to dataset {view.info.spec.dataset!r}, not {dataset!r}",
                 field="dataset",
             )
+        self._read_at[run_id] = time.monotonic()
         return view
+
+    def pinned(self, seconds: float) -> frozenset[str]:
+        """The runs read within the last `seconds`: a client reading a run (a backtest pins the run it
+        started on and reads it at every batch) holds it against retention for that long after."""
+        since = time.monotonic() - seconds
+        return frozenset(run_id for run_id, read_at in list(self._read_at.items()) if read_at >= since)
 
     def dataset_of(self, dataset: str | None) -> str:
         """The dataset an unpinned read follows: the one named, else the default (`default_dataset`, or the

@@ -84,9 +84,11 @@ class JobRunner:
         cancel_grace: float = 30.0,
         catalog_wait: float = 10.0,
         limits: JobLimits = JobLimits(),
+        after_publish: Callable[[], None] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.limits = limits
+        self.after_publish = after_publish
         self.jobs = JobStore(Catalog(self.data_dir, lock_timeout=catalog_wait))
         self.progress_every = progress_every
         self.cancel_grace = cancel_grace
@@ -187,7 +189,7 @@ class JobRunner:
             except Exception as error:
                 logger.exception("job %s failed in the worker", job_id)
                 outcome = Failed(f"internal error: {type(error).__name__}: {error}")
-            self._finish(job_id, outcome)
+            self._finish(job, outcome)
         finally:
             with self._lock:
                 self._active = None
@@ -261,7 +263,8 @@ class JobRunner:
         except Unavailable as error:
             logger.warning("job %s: progress not recorded: %s", job_id, error)
 
-    def _finish(self, job_id: str, outcome: Outcome) -> None:
+    def _finish(self, job: Job, outcome: Outcome) -> None:
+        job_id = job.job_id
         fields: dict[str, Any] = {"finished": utc_now()}
         if isinstance(outcome, Succeeded):
             status = JobStatus.SUCCEEDED
@@ -280,3 +283,12 @@ class JobRunner:
             self.jobs.prune(self.limits.history)
         except Unavailable as error:
             logger.warning("job history not pruned: %s", error)
+        if isinstance(outcome, Succeeded) and job.kind == "backfill" and self.after_publish is not None:
+            try:
+                self.after_publish()
+            except Exception:  # retention is housekeeping: it must not fail the job it follows
+                logger.exception("after job %s: retention failed", job_id)
+
+    def pinned(self) -> frozenset[str]:
+        """The runs queued or running jobs need (the run an audit examines)."""
+        return frozenset(job.run_id for job in self.jobs.recent(statuses=ACTIVE) if job.run_id is not None)
