@@ -20,8 +20,9 @@ from pydantic import (
 
 from api.encode import Format
 from service.jobs.store import KINDS, JobStatus
+from vocabulary.errors import InvalidInput
 from vocabulary.features import FEATURES, RATINGS
-from vocabulary.time import INTERVALS, parse_instant
+from vocabulary.time import INTERVALS, parse_instant, parse_interval
 
 MAX_SYMBOLS = 20_000
 MAX_INSTANTS = 1_000  # a long daily schedule per call; bounds the memory one request can take
@@ -32,6 +33,14 @@ EXAMPLE_RUN_ID = "20240302T000000Z-1a2b3c"
 
 def _instant(value: str, info: ValidationInfo) -> pd.Timestamp:
     return parse_instant(value, name=info.field_name or "instant")
+
+
+def _interval(name: str) -> str:
+    """A name of INTERVALS; the error says intervals are case-sensitive and which name was meant."""
+    try:
+        return parse_interval(name).name
+    except InvalidInput as error:
+        raise ValueError(error.message) from None
 
 
 def _feature(name: str) -> str:
@@ -59,7 +68,18 @@ Instant = Annotated[
         examples=[EXAMPLE_AS_OF],
     ),
 ]
-Interval = Literal[tuple(INTERVALS)]  # type: ignore[valid-type]
+# A string checked by parse_interval rather than a Literal: a near miss (`1w`) is told it is case-sensitive.
+Interval = Annotated[
+    str,
+    AfterValidator(_interval),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": list(INTERVALS),
+            "description": "bar interval, case-sensitive: 1m is a minute, 1M a month",
+        }
+    ),
+]
 FeatureName = Annotated[
     str, AfterValidator(_feature), WithJsonSchema({"type": "string", "enum": ["all", *FEATURES]})
 ]

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from cli.app import app
-from cli.console import DataDir, names, one_line_errors, progress_bar, symbol_table
+from cli.console import INTERVALS_HELP, DataDir, names, one_line_errors, progress_bar, symbol_table
 from service.backfill import BackfillFailed, BackfillResult, HistoricalFeatureBackfill
 from vocabulary.spec import BackfillSpec
 from vocabulary.time import iso
@@ -20,7 +20,7 @@ from vocabulary.time import iso
 @app.command()
 def backfill(
     lake: Annotated[Path, typer.Option(help="OHLCV lake: a folder of per-symbol files or one long file.")],
-    interval: Annotated[str, typer.Option(help="Bar interval of the lake: 1m 5m 15m 30m 1h 2h 4h 1d 1W.")],
+    interval: Annotated[str, typer.Option(help=f"Bar interval to rate: {INTERVALS_HELP}.")],
     candidates: Annotated[
         Path | None, typer.Option(help="portfolio_candidates.json choosing the symbols.")
     ] = None,

@@ -9,11 +9,11 @@ import pandas as pd
 import typer
 
 from cli.app import app
+from cli.console import INTERVALS_HELP
 from service.ratings.engine import rate_frame
 from service.sources.bars import CleaningReport, OHLCVError, clean_bars, read_bars
-from storage.runs import available_at
 from vocabulary.features import FEATURES, VOTES
-from vocabulary.time import interval_length
+from vocabulary.time import available_at, parse_interval
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 
@@ -35,7 +35,7 @@ def ratings(
         ),
     ] = None,
     interval: Annotated[
-        str, typer.Option(help="Bar interval; each row's available_at is ts + interval.")
+        str, typer.Option(help=f"Bar interval, {INTERVALS_HELP}; each row's available_at is its bar's close.")
     ] = "1d",
     keep_zero_volume: Annotated[
         bool, typer.Option("--keep-zero-volume", help="Keep zero-volume bars (TradingView drops them).")
@@ -51,7 +51,7 @@ def ratings(
     if output is not None and output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise typer.BadParameter(f"{output.name}: expected a .csv or .parquet file", param_hint="'--output'")
     try:
-        interval_length(interval)
+        bar = parse_interval(interval)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="'--interval'") from None
     try:
@@ -61,7 +61,7 @@ def ratings(
     if bars.empty:
         _fail(f"{file.name}: no bars left after cleaning")
     rows = rate_frame(bars)
-    rows.insert(1, "available_at", available_at(rows["ts"], interval))
+    rows.insert(1, "available_at", available_at(rows["ts"], bar))
     rows = rows.astype(dict.fromkeys(VOTES, "Int8"))[["ts", "available_at", "bars", "warm", *FEATURES]]
     _write(rows, output)
     typer.echo(_summary(file, report, output), err=True)

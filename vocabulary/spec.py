@@ -8,7 +8,7 @@ from typing import Any, Self
 import pandas as pd
 
 from vocabulary.errors import InvalidInput
-from vocabulary.time import NO_LAG, check_lag, interval_length, parse_instant
+from vocabulary.time import NO_LAG, check_lag, parse_instant, parse_interval
 
 
 class _Spec:
@@ -57,7 +57,7 @@ class BackfillSpec(_Spec):
     keep_zero_volume: bool = False
 
     def __post_init__(self) -> None:
-        interval_length(self.interval)
+        parse_interval(self.interval)
         if not str(self.lake):
             raise InvalidInput("give the lake to backfill", field="lake")
         if self.symbols is not None and self.candidates is not None:
