@@ -92,10 +92,11 @@ def _summary(file: Path, report: CleaningReport, output: Path | None) -> str:
     }
     dropped_text = ", ".join(f"{count} {what}" for what, count in dropped.items() if count) or "none"
     sorted_text = f"; {report.unsorted} out-of-order rows sorted" if report.unsorted else ""
+    refused_text = f"; refused: {report.refusals()}" if report.refused else ""
     target = f" -> {output}" if output is not None else ""
     return (
         f"{file.name}: {report.rows_out} bars rated of {report.rows_in} rows "
-        f"(dropped: {dropped_text}{sorted_text}){target}"
+        f"(dropped: {dropped_text}{sorted_text}{refused_text}){target}"
     )
 
 

@@ -160,7 +160,7 @@ def test_a_refused_file_and_a_missing_file_exit_1(tmp_path, prices):
     assert result.exit_code == 1
     assert result.stderr == (
         f"asof ratings: 4 of {checked} bars refused ({4 / checked:.2%}, more than 1% allowed): "
-        "non-positive price: 4\n"
+        "non-positive price: 4 (first at 2015-01-11T00:00:00Z)\n"
     )
     result = runner.invoke(app, ["ratings", str(tmp_path / "absent.csv")])
     assert result.exit_code == 1
