@@ -47,7 +47,8 @@ def backfill(
 
     Ratings use all the history in the lake (warm-up first); bars opening in [--start, --end] are stored.
 
-    A symbol that cannot be read or cleaned fails on its own; the summary names its reason.
+    A symbol that cannot be read or cleaned, or whose bars are not of the lake's interval (off its grid,
+    closer than it, or a median spacing other than it), fails on its own; the summary names its reason.
 
     Example: asof backfill --lake data/lake --candidates data/candidates.json --interval 1d --start 2020-01-01
     """

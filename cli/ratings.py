@@ -12,6 +12,7 @@ from cli.app import app
 from cli.console import INTERVALS_HELP
 from service.ratings.engine import rate_frame
 from service.sources.bars import CleaningReport, OHLCVError, clean_bars, read_bars
+from service.sources.spacing import spacing_problem
 from vocabulary.features import FEATURES, VOTES
 from vocabulary.time import available_at, parse_interval
 
@@ -46,7 +47,9 @@ def ratings(
     The bars are cleaned as a backfill cleans them (sorted, last of duplicated timestamps kept, zero-volume
     bars dropped, bad rows refused) and rated by the panel engine. Out comes one row per bar: ts (bar open,
     UTC), available_at, bars, warm and every feature; CSV on stdout unless -o is given. A one-line summary
-    of the cleaning goes to stderr. Bad input exits with status 1 and names the column and row at fault.
+    of the cleaning goes to stderr, and a warning when the bars do not look like --interval bars (off its
+    grid, closer than it, or another median spacing), which a backfill would refuse. Bad input exits with
+    status 1 and names the column and row at fault.
     """
     if output is not None and output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise typer.BadParameter(f"{output.name}: expected a .csv or .parquet file", param_hint="'--output'")
@@ -55,11 +58,15 @@ def ratings(
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="'--interval'") from None
     try:
-        bars, report = clean_bars(read_bars(file), keep_zero_volume=keep_zero_volume)
+        raw = read_bars(file)
+        bars, report = clean_bars(raw, keep_zero_volume=keep_zero_volume)
     except OHLCVError as error:
         _fail(str(error))
     if bars.empty:
         _fail(f"{file.name}: no bars left after cleaning")
+    problem = spacing_problem(raw["ts"], bar)
+    if problem is not None:
+        typer.echo(f"asof ratings: warning: {file.name}: {problem}", err=True)
     rows = rate_frame(bars)
     rows.insert(1, "available_at", available_at(rows["ts"], bar))
     rows = rows.astype(dict.fromkeys(VOTES, "Int8"))[["ts", "available_at", "bars", "warm", *FEATURES]]

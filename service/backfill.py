@@ -2,7 +2,8 @@
 
 Ratings are computed over all the history the lake holds (warm-up first) and only the requested span is
 stored, so a stored row is exactly what a backfill of the lake cut at that row would have computed. Symbols
-are rated in chunks so memory is bounded by the chunk, not the universe; one bad symbol fails on its own.
+are rated in chunks so memory is bounded by the chunk, not the universe; one bad symbol fails on its own,
+among them a symbol whose bars do not have the lake's interval (`service.sources.spacing`).
 """
 
 import time
@@ -17,6 +18,7 @@ import pandas as pd
 from service.ratings.engine import rate
 from service.sources.bars import CleaningReport, SymbolRefused, clean_bars
 from service.sources.lake import Lake, read_candidates, read_returns
+from service.sources.spacing import spacing_problem
 from storage.catalog import RunInfo, SymbolStatus
 from storage.runs import RunWriter
 from vocabulary.errors import AsofError, InvalidInput
@@ -133,17 +135,21 @@ class HistoricalFeatureBackfill:
         self, lake: Lake, symbol: str, known: set[str], origin: str, timings: dict[str, float]
     ) -> tuple[pd.DataFrame, CleaningReport] | SymbolStatus:
         """The symbol's cleaned bars and cleaning report, or its failed status saying why there are none."""
+        spec = self.spec
         if symbol not in known:
-            return _failed(symbol, f"not found in lake {self.spec.lake} (named by {origin})")
+            return _failed(symbol, f"not found in lake {spec.lake} (named by {origin})")
         try:
             with _timed(timings, "read"):
                 raw = lake.read(symbol)
             with _timed(timings, "clean"):
-                bars, report = clean_bars(raw, keep_zero_volume=self.spec.keep_zero_volume)
+                bars, report = clean_bars(raw, keep_zero_volume=spec.keep_zero_volume)
+                problem = spacing_problem(raw["ts"], lake.interval)
         except SymbolRefused as error:
             return _failed(symbol, str(error), error.report)
         except (ValueError, OSError) as error:  # OHLCVError, and anything else a broken file raises
             return _failed(symbol, str(error) or type(error).__name__)
+        if problem is not None:
+            return _failed(symbol, problem, report)
         if bars.empty:
             return _failed(symbol, "no bars left after cleaning", report)
         return bars, report

@@ -89,6 +89,10 @@ def test_keep_zero_volume_and_interval(tmp_path, prices, bars):
     pd.testing.assert_frame_equal(written, expected)
     assert (written["available_at"] - written["ts"] == pd.Timedelta(hours=4)).all()
     assert "(dropped: none)" in result.stderr
+    # Daily bars declared 4h: a backfill would refuse them; a quick check warns and rates them all the same.
+    assert result.stderr.startswith(
+        "asof ratings: warning: prices.csv: the median spacing of the bars is 1d, not the declared 4h\n"
+    )
 
 
 def test_monthly_bars_close_at_the_next_months_start(tmp_path):

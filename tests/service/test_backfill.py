@@ -160,7 +160,7 @@ def write_bad_lake(root: Path) -> tuple[SampleFiles, dict[str, str]]:
         n_symbols=8, n_bars=700, seed=2, late_listing_share=0, delisted_share=0, zero_volume_share=0
     )
     files = universe.write(root)
-    kinds = ["unreadable", "no close", "refused", "flawed", "missing"]
+    kinds = ["unreadable", "no close", "refused", "flawed", "missing", "mislabelled", "off grid"]
     faults = dict(zip(universe.symbols, kinds, strict=False))
     for symbol, fault in faults.items():
         path = lake_file(files.lake, symbol)
@@ -174,6 +174,10 @@ def write_bad_lake(root: Path) -> tuple[SampleFiles, dict[str, str]]:
             bars = pd.read_parquet(path)
             if fault == "refused":  # 10 of 700 rows (1.4%) with high below the low
                 bars.loc[100:109, "high"] = bars.loc[100:109, "low"] / 2
+            elif fault == "mislabelled":  # daily epochs divided by 1000: bars 86.4 s apart, in January 1970
+                bars["timestamp"] = bars["timestamp"] / 1000
+            elif fault == "off grid":  # daily bars opening at 00:30 UTC
+                bars["timestamp"] += 1800
             else:  # one row per refusal rule (6 of 700, under 1%), one duplicate, one untraded bar
                 bars.loc[20, "close"] = float("nan")
                 bars.loc[40, "open"] = -1.0
@@ -209,6 +213,14 @@ def test_each_bad_source_fails_on_its_own_with_its_reason(tmp_path: Path) -> Non
     assert "10 of 700 bars refused" in by_fault["refused"].reason
     assert by_fault["refused"].refused_reasons == {"high < max(open, close, low)": 10}
     assert "not found in lake" in by_fault["missing"].reason
+    assert by_fault["mislabelled"].reason == (
+        "bars 1m26.4s apart (1970-01-17T10:27:50.400000Z and 1970-01-17T10:29:16.800000Z) are closer than "
+        "the declared interval 1d; check the interval and the timestamps' unit"
+    )
+    assert by_fault["mislabelled"].rows_in == 700  # the cleaning counts are the lake's rows
+    assert by_fault["off grid"].reason == (
+        "bar at 2015-01-01T00:30:00Z is off the 1d grid: its bars open at 00:00 UTC"
+    )
     for unknown in ("SYNTH:NOPE", "NOEXCHANGE"):
         assert "not found in lake" in status[unknown].reason and "candidates" in status[unknown].reason
     failed = {symbol for symbol, s in status.items() if not s.ok}
