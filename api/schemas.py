@@ -165,6 +165,7 @@ class BackfillIn(BaseModel):
             "examples": [
                 {"lake": "lake", "interval": "1d", "candidates": "portfolio_candidates.json"},
                 {"lake": "lake", "interval": "1h", "symbols": ["BINANCE:BTCUSDT"], "lag": "PT5M"},
+                {"lake": "lake", "interval": "1W", "from_interval": "1d"},
             ]
         },
     )
@@ -180,6 +181,11 @@ class BackfillIn(BaseModel):
         timedelta(0), ge=timedelta(0), le=timedelta(days=365), description="publication lag after bar close"
     )
     keep_zero_volume: bool = False
+    from_interval: Interval | None = Field(
+        None,
+        description="build the `interval` bars from the lake's files of this finer interval (e.g. 1d for "
+        "1W); only periods the lake covers completely are stored",
+    )
 
 
 class AuditIn(BaseModel):

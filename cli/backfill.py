@@ -40,6 +40,14 @@ def backfill(
     keep_zero_volume: Annotated[
         bool, typer.Option(help="Keep zero-volume bars (dropped by default).")
     ] = False,
+    from_interval: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Build the --interval bars from this finer interval's lake files (e.g. --interval 1W "
+            "--from 1d); only periods the lake covers completely are stored.",
+        ),
+    ] = None,
     chunk_size: Annotated[int, typer.Option(help="Symbols rated at once; bounds memory.")] = 200,
     data_dir: DataDir = Path("data"),
 ) -> None:
@@ -51,6 +59,8 @@ def backfill(
     closer than it, or a median spacing other than it), fails on its own; the summary names its reason.
 
     Example: asof backfill --lake data/lake --candidates data/candidates.json --interval 1d --start 2020-01-01
+
+    Example: asof backfill --lake data/lake --interval 1M --from 1d
     """
     with one_line_errors():
         spec = BackfillSpec(
@@ -63,6 +73,7 @@ def backfill(
             end=end,
             lag=pd.Timedelta(seconds=lag),
             keep_zero_volume=keep_zero_volume,
+            from_interval=from_interval,
         )
         job = HistoricalFeatureBackfill(data_dir, spec, chunk_size=chunk_size)
         out = Console(soft_wrap=False)

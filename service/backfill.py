@@ -1,4 +1,5 @@
-"""The historical backfill: lake -> clean -> panel ratings -> one immutable run, published atomically.
+"""The historical backfill: lake -> clean -> (resample) -> panel ratings -> one immutable run, published
+atomically.
 
 Ratings are computed over all the history the lake holds (warm-up first) and only the requested span is
 stored, so a stored row is exactly what a backfill of the lake cut at that row would have computed. Symbols
@@ -18,13 +19,14 @@ import pandas as pd
 from service.ratings.engine import rate
 from service.sources.bars import CleaningReport, SymbolRefused, clean_bars
 from service.sources.lake import Lake, read_candidates, read_returns
+from service.sources.resample import resample
 from service.sources.spacing import spacing_problem
 from storage.catalog import RunInfo, SymbolStatus
 from storage.runs import RunWriter
 from vocabulary.errors import AsofError, InvalidInput
 from vocabulary.features import FEATURES, ROW_META
 from vocabulary.spec import BackfillSpec
-from vocabulary.time import available_at
+from vocabulary.time import available_at, iso, parse_interval
 
 STAGES = ("read", "clean", "compute", "write", "publish")
 """The stages `BackfillResult.timings` splits the wall time into (seconds)."""
@@ -75,7 +77,7 @@ class HistoricalFeatureBackfill:
         """
         timings = dict.fromkeys(STAGES, 0.0)
         progress = progress or _ignore
-        lake = Lake(self.spec.lake, self.spec.interval)
+        lake = Lake(self.spec.lake, self.spec.lake_interval)
         universe, origin, (start, end) = self._universe(lake)
         if not universe:
             raise InvalidInput(f"the universe is empty: {origin} names no symbols")
@@ -134,7 +136,8 @@ class HistoricalFeatureBackfill:
     def _load(
         self, lake: Lake, symbol: str, known: set[str], origin: str, timings: dict[str, float]
     ) -> tuple[pd.DataFrame, CleaningReport] | SymbolStatus:
-        """The symbol's cleaned bars and cleaning report, or its failed status saying why there are none."""
+        """The symbol's bars at the run's interval (cleaned, then resampled when the lake is finer) and its
+        cleaning report (about the lake's rows), or its failed status saying why there are none."""
         spec = self.spec
         if symbol not in known:
             return _failed(symbol, f"not found in lake {spec.lake} (named by {origin})")
@@ -152,6 +155,20 @@ class HistoricalFeatureBackfill:
             return _failed(symbol, problem, report)
         if bars.empty:
             return _failed(symbol, "no bars left after cleaning", report)
+        if spec.from_interval is not None:
+            # The lake's coverage: its newest row, or `end` when that says the data is complete further.
+            newest = raw["ts"].max()
+            covered = newest if spec.end is None else max(newest, spec.end)
+            with _timed(timings, "clean"):
+                bars = resample(bars, parse_interval(spec.interval), complete_until=covered)
+            if bars.empty:
+                return _failed(
+                    symbol,
+                    f"no complete {spec.interval} period: the newest {spec.from_interval} bar opens at "
+                    f"{iso(newest)}, before the first period ends (an `end` past it says the data is "
+                    "complete)",
+                    report,
+                )
         return bars, report
 
     def _rows(
