@@ -22,8 +22,9 @@ from pydantic import (
 
 from api.encode import Format
 from service.jobs.store import KINDS, JobStatus
+from vocabulary.errors import InvalidInput
 from vocabulary.features import FEATURES, RATINGS
-from vocabulary.time import INTERVALS, parse_instant
+from vocabulary.time import INTERVALS, parse_instant, parse_interval
 
 MAX_SYMBOLS = 20_000
 MAX_INSTANTS = 1_000  # a long daily schedule per call; bounds the memory one request can take
@@ -45,6 +46,14 @@ def _whole_number(value: object) -> object:
     if isinstance(value, bool):
         raise ValueError("expected a whole number, not a boolean")
     return value
+
+
+def _interval(name: str) -> str:
+    """A name of INTERVALS; the error says intervals are case-sensitive and which name was meant."""
+    try:
+        return parse_interval(name).name
+    except InvalidInput as error:
+        raise ValueError(error.message) from None
 
 
 def _feature(name: str) -> str:
@@ -74,7 +83,18 @@ Instant = Annotated[
         examples=[EXAMPLE_AS_OF],
     ),
 ]
-Interval = Literal[tuple(INTERVALS)]  # type: ignore[valid-type]
+# A string checked by parse_interval rather than a Literal: a near miss (`1w`) is told it is case-sensitive.
+Interval = Annotated[
+    str,
+    AfterValidator(_interval),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": list(INTERVALS),
+            "description": "bar interval, case-sensitive: 1m is a minute, 1M a month",
+        }
+    ),
+]
 FeatureName = Annotated[
     str, AfterValidator(_feature), WithJsonSchema({"type": "string", "enum": ["all", *FEATURES]})
 ]
@@ -171,6 +191,7 @@ class BackfillIn(BaseModel):
             "examples": [
                 {"lake": "lake", "interval": "1d", "candidates": "portfolio_candidates.json"},
                 {"lake": "lake", "interval": "1h", "symbols": ["BINANCE:BTCUSDT"], "lag": "PT5M"},
+                {"lake": "lake", "interval": "1W", "from_interval": "1d"},
             ]
         },
     )
@@ -188,6 +209,11 @@ class BackfillIn(BaseModel):
     keep_zero_volume: bool = False
     dataset: str | None = Field(
         None, max_length=64, description="the line of runs this one joins; default `<lake name>_<interval>`"
+    )
+    from_interval: Interval | None = Field(
+        None,
+        description="build the `interval` bars from the lake's files of this finer interval (e.g. 1d for "
+        "1W); only periods the lake covers completely are stored",
     )
 
 

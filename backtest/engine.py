@@ -18,7 +18,7 @@ from backtest.metrics import performance, periods_per_year
 from backtest.optimisers import check_optimiser, optimise
 from backtest.selection import Selection, SelectionPolicy, select
 from backtest.simulation import Trade, simulate
-from vocabulary.time import NO_LAG, available_at, check_lag, interval_length
+from vocabulary.time import NO_LAG, available_at, check_lag, parse_interval
 
 Mode = Literal["dynamic", "static"]
 MODES: Final[tuple[Mode, ...]] = ("dynamic", "static")
@@ -96,7 +96,7 @@ class Backtest:
         self.cost_bps = cost_bps
         self.mode = mode
         self.max_staleness = max_staleness
-        interval_length(interval)
+        parse_interval(interval)
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         if rebalance_every < 1 or lookback < 2:

@@ -5,19 +5,20 @@ import math
 import numpy as np
 import pandas as pd
 
-from vocabulary.time import interval_length
+from vocabulary.time import parse_interval
 
 TRADING_DAYS: int = 252
 CALENDAR_DAYS: int = 365
-WEEKS: int = 52
+GREGORIAN_YEAR = pd.Timedelta(days=365.2425)
 
 
 def periods_per_year(index: pd.DatetimeIndex, interval: str) -> float:
     """Bars per year: 365 trading days when the calendar has weekend bars, else 252, times the median number
-    of bars per day for intraday intervals; 52 for weekly bars."""
-    step = interval_length(interval)
+    of bars per day for intraday intervals; a year over the (nominal) length, rounded, for weekly and monthly
+    bars: 52 and 12, whatever the market's calendar."""
+    step = parse_interval(interval).length
     if step >= pd.Timedelta(weeks=1):
-        return float(WEEKS)
+        return float(round(GREGORIAN_YEAR / step))
     days = CALENDAR_DAYS if (index.day_of_week >= 5).any() else TRADING_DAYS
     if step >= pd.Timedelta(days=1):
         return float(days)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from service.sample import SyntheticUniverse
 from tests.support.server import running_server
-from vocabulary.time import interval_length
+from vocabulary.time import parse_interval
 
 UNIVERSE = SyntheticUniverse(n_symbols=1000, n_bars=2520, seed=0)
 REQUESTS_PER_CLIENT = 200
@@ -30,7 +30,7 @@ TARGETS_MS = {"json p50": 5.0, "batch": 150.0}
 
 def schedule(count: int) -> list[str]:
     """`count` bar closes spread over the run's last seven eighths (after most listings)."""
-    bar = interval_length(UNIVERSE.interval)
+    bar = parse_interval(UNIVERSE.interval).length
     first = pd.Timestamp(UNIVERSE.start, tz="UTC")
     positions = np.linspace(UNIVERSE.n_bars // 8, UNIVERSE.n_bars - 1, count).astype(int)
     return [(first + bar * (position + 1)).isoformat() for position in positions]

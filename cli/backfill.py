@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from cli.app import app
-from cli.console import DataDir, names, one_line_errors, progress_bar, symbol_table
+from cli.console import INTERVALS_HELP, DataDir, names, one_line_errors, progress_bar, symbol_table
 from service.backfill import BackfillFailed, BackfillResult, HistoricalFeatureBackfill
 from storage.datadir import refuse_if_served
 from vocabulary.spec import BackfillSpec
@@ -21,7 +21,7 @@ from vocabulary.time import iso
 @app.command()
 def backfill(
     lake: Annotated[Path, typer.Option(help="OHLCV lake: a folder of per-symbol files or one long file.")],
-    interval: Annotated[str, typer.Option(help="Bar interval of the lake: 1m 5m 15m 30m 1h 2h 4h 1d 1W.")],
+    interval: Annotated[str, typer.Option(help=f"Bar interval to rate: {INTERVALS_HELP}.")],
     candidates: Annotated[
         Path | None, typer.Option(help="portfolio_candidates.json choosing the symbols.")
     ] = None,
@@ -45,6 +45,14 @@ def backfill(
         str | None,
         typer.Option(help="The line of runs this one joins (default: <lake name>_<interval>)."),
     ] = None,
+    from_interval: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Build the --interval bars from this finer interval's lake files (e.g. --interval 1W "
+            "--from 1d); only periods the lake covers completely are stored.",
+        ),
+    ] = None,
     chunk_size: Annotated[int, typer.Option(help="Symbols rated at once; bounds memory.")] = 200,
     data_dir: DataDir = Path("data"),
 ) -> None:
@@ -52,9 +60,12 @@ def backfill(
 
     Ratings use all the history in the lake (warm-up first); bars opening in [--start, --end] are stored.
 
-    A symbol that cannot be read or cleaned fails on its own; the summary names its reason.
+    A symbol that cannot be read or cleaned, or whose bars are not of the lake's interval (off its grid,
+    closer than it, or a median spacing other than it), fails on its own; the summary names its reason.
 
     Example: asof backfill --lake data/lake --candidates data/candidates.json --interval 1d --start 2020-01-01
+
+    Example: asof backfill --lake data/lake --interval 1M --from 1d
     """
     with one_line_errors():
         refuse_if_served(
@@ -73,6 +84,7 @@ def backfill(
             lag=pd.Timedelta(seconds=lag),
             keep_zero_volume=keep_zero_volume,
             dataset=dataset,
+            from_interval=from_interval,
         )
         job = HistoricalFeatureBackfill(data_dir, spec, chunk_size=chunk_size)
         out = Console(soft_wrap=False)

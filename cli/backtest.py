@@ -19,7 +19,7 @@ from backtest.optimisers import OPTIMISERS
 from backtest.report import LABELS, write_report
 from backtest.strategy import Strategy
 from cli.app import app
-from cli.console import DatasetOption, one_line_errors, progress_bar
+from cli.console import INTERVALS_HELP, DatasetOption, one_line_errors, progress_bar
 from service.sources.lake import read_candidates, read_returns
 
 
@@ -66,7 +66,7 @@ def backtest(
         str | None, typer.Option(help="Pin this run (default: the newest of the dataset).")
     ] = None,
     interval: Annotated[
-        str, typer.Option(help="Bar interval of the returns rows and the run.")
+        str, typer.Option(help=f"Bar interval of the returns rows and the run: {INTERVALS_HELP}.")
     ] = Strategy.interval,
     lag: Lag = Strategy.lag,
     rebalance_every: RebalanceEvery = Strategy.rebalance_every,

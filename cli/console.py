@@ -1,5 +1,5 @@
-"""What every `asof` command shares: the data-dir option, one-line errors, progress, the per-symbol table,
-comma-separated name options."""
+"""What every `asof` command shares: the data-dir option, the intervals' help, one-line errors, progress,
+the per-symbol table, comma-separated name options."""
 
 import sys
 from collections.abc import Callable, Iterator
@@ -16,6 +16,7 @@ from rich.text import Text
 
 from storage.catalog import SymbolStatus
 from vocabulary.errors import AsofError
+from vocabulary.time import INTERVALS
 
 DatasetOption = Annotated[
     str | None,
@@ -28,6 +29,9 @@ DataDir = Annotated[
         "--data-dir", envvar="ASOF_DATA_DIR", help="Data directory holding the catalog and the runs."
     ),
 ]
+
+INTERVALS_HELP = f"one of {' '.join(INTERVALS)}; case-sensitive: 1m is a minute, 1M a month"
+"""What an --interval option accepts, for its help."""
 
 
 def existing_data_dir(data_dir: Path) -> Path:

@@ -3,14 +3,12 @@
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
 from cli.app import app
 from cli.console import DataDir, one_line_errors
 from cli.pipeline import pipeline
 from service.sample import SyntheticUniverse
-from vocabulary.time import interval_length
 
 
 @app.command()
@@ -32,7 +30,7 @@ def demo(
     Example: asof demo --data-dir data
     """
     with one_line_errors():
-        bars = round(years * pd.Timedelta(days=365.25) / interval_length("1d"))
+        bars = round(years * 365.25)  # daily bars
         universe = SyntheticUniverse(n_symbols=symbols, n_bars=bars, seed=seed)
         files = universe.write(data_dir / "sample")
         typer.echo(f"sample universe: {symbols} symbols x {bars} daily bars in {files.lake.parent}")

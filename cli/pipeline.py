@@ -29,7 +29,7 @@ from cli.backtest import (
     TopK,
     print_summary,
 )
-from cli.console import DataDir, one_line_errors, progress_bar, symbol_table
+from cli.console import INTERVALS_HELP, DataDir, one_line_errors, progress_bar, symbol_table
 from service.audit.report import AuditReport
 from service.backfill import BackfillFailed, BackfillResult
 from service.cycle import Progress, alpha_cycle
@@ -45,7 +45,7 @@ def pipeline(
         typer.Option(help="portfolio_candidates.json choosing the universe (default: the returns columns)."),
     ] = None,
     interval: Annotated[
-        str, typer.Option(help="Bar interval of the lake and the returns rows.")
+        str, typer.Option(help=f"Bar interval of the lake and the returns rows: {INTERVALS_HELP}.")
     ] = Strategy.interval,
     lag: Lag = Strategy.lag,
     keep_zero_volume: Annotated[

@@ -9,11 +9,12 @@ import pandas as pd
 import typer
 
 from cli.app import app
+from cli.console import INTERVALS_HELP
 from service.ratings.engine import rate_frame
 from service.sources.bars import CleaningReport, OHLCVError, clean_bars, read_bars
-from storage.runs import available_at
+from service.sources.spacing import spacing_problem
 from vocabulary.features import FEATURES, VOTES
-from vocabulary.time import interval_length
+from vocabulary.time import available_at, parse_interval
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 
@@ -35,7 +36,7 @@ def ratings(
         ),
     ] = None,
     interval: Annotated[
-        str, typer.Option(help="Bar interval; each row's available_at is ts + interval.")
+        str, typer.Option(help=f"Bar interval, {INTERVALS_HELP}; each row's available_at is its bar's close.")
     ] = "1d",
     keep_zero_volume: Annotated[
         bool, typer.Option("--keep-zero-volume", help="Keep zero-volume bars (TradingView drops them).")
@@ -46,22 +47,28 @@ def ratings(
     The bars are cleaned as a backfill cleans them (sorted, last of duplicated timestamps kept, zero-volume
     bars dropped, bad rows refused) and rated by the panel engine. Out comes one row per bar: ts (bar open,
     UTC), available_at, bars, warm and every feature; CSV on stdout unless -o is given. A one-line summary
-    of the cleaning goes to stderr. Bad input exits with status 1 and names the column and row at fault.
+    of the cleaning goes to stderr, and a warning when the bars do not look like --interval bars (off its
+    grid, closer than it, or another median spacing), which a backfill would refuse. Bad input exits with
+    status 1 and names the column and row at fault.
     """
     if output is not None and output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise typer.BadParameter(f"{output.name}: expected a .csv or .parquet file", param_hint="'--output'")
     try:
-        interval_length(interval)
+        bar = parse_interval(interval)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="'--interval'") from None
     try:
-        bars, report = clean_bars(read_bars(file), keep_zero_volume=keep_zero_volume)
+        raw = read_bars(file)
+        bars, report = clean_bars(raw, keep_zero_volume=keep_zero_volume)
     except OHLCVError as error:
         _fail(str(error))
     if bars.empty:
         _fail(f"{file.name}: no bars left after cleaning")
+    problem = spacing_problem(raw["ts"], bar)
+    if problem is not None:
+        typer.echo(f"asof ratings: warning: {file.name}: {problem}", err=True)
     rows = rate_frame(bars)
-    rows.insert(1, "available_at", available_at(rows["ts"], interval))
+    rows.insert(1, "available_at", available_at(rows["ts"], bar))
     rows = rows.astype(dict.fromkeys(VOTES, "Int8"))[["ts", "available_at", "bars", "warm", *FEATURES]]
     _write(rows, output)
     typer.echo(_summary(file, report, output), err=True)
@@ -92,10 +99,11 @@ def _summary(file: Path, report: CleaningReport, output: Path | None) -> str:
     }
     dropped_text = ", ".join(f"{count} {what}" for what, count in dropped.items() if count) or "none"
     sorted_text = f"; {report.unsorted} out-of-order rows sorted" if report.unsorted else ""
+    refused_text = f"; refused: {report.refusals()}" if report.refused else ""
     target = f" -> {output}" if output is not None else ""
     return (
         f"{file.name}: {report.rows_out} bars rated of {report.rows_in} rows "
-        f"(dropped: {dropped_text}{sorted_text}){target}"
+        f"(dropped: {dropped_text}{sorted_text}{refused_text}){target}"
     )
 
 

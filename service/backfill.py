@@ -1,8 +1,10 @@
-"""The historical backfill: lake -> clean -> panel ratings -> one immutable run, published atomically.
+"""The historical backfill: lake -> clean -> (resample) -> panel ratings -> one immutable run, published
+atomically.
 
 Ratings are computed over all the history the lake holds (warm-up first) and only the requested span is
 stored, so a stored row is exactly what a backfill of the lake cut at that row would have computed. Symbols
-are rated in chunks so memory is bounded by the chunk, not the universe; one bad symbol fails on its own.
+are rated in chunks so memory is bounded by the chunk, not the universe; one bad symbol fails on its own,
+among them a symbol whose bars do not have the lake's interval (`service.sources.spacing`).
 """
 
 import time
@@ -17,12 +19,14 @@ import pandas as pd
 from service.ratings.engine import rate
 from service.sources.bars import CleaningReport, SymbolRefused, clean_bars
 from service.sources.lake import Lake, read_candidates, read_returns
+from service.sources.resample import resample
+from service.sources.spacing import spacing_problem
 from storage.catalog import RunInfo, SymbolStatus
 from storage.runs import RunWriter
 from vocabulary.errors import AsofError, InvalidInput
 from vocabulary.features import FEATURES, ROW_META
 from vocabulary.spec import BackfillSpec
-from vocabulary.time import available_at
+from vocabulary.time import available_at, iso, parse_interval
 
 STAGES = ("read", "clean", "compute", "write", "publish")
 """The stages `BackfillResult.timings` splits the wall time into (seconds)."""
@@ -61,7 +65,7 @@ def located(data_dir: Path | str, path: str) -> Path:
 def open_lake(data_dir: Path | str, spec: BackfillSpec) -> Lake:
     """The spec's lake; one named inside the data dir reads no file that resolves outside it."""
     inside = None if Path(spec.lake).is_absolute() else Path(data_dir).resolve()
-    return Lake(located(data_dir, spec.lake), spec.interval, inside=inside)
+    return Lake(located(data_dir, spec.lake), spec.lake_interval, inside=inside)
 
 
 class HistoricalFeatureBackfill:
@@ -145,20 +149,39 @@ class HistoricalFeatureBackfill:
     def _load(
         self, lake: Lake, symbol: str, known: set[str], origin: str, timings: dict[str, float]
     ) -> tuple[pd.DataFrame, CleaningReport] | SymbolStatus:
-        """The symbol's cleaned bars and cleaning report, or its failed status saying why there are none."""
+        """The symbol's bars at the run's interval (cleaned, then resampled when the lake is finer) and its
+        cleaning report (about the lake's rows), or its failed status saying why there are none."""
+        spec = self.spec
         if symbol not in known:
-            return _failed(symbol, f"not found in lake {self.spec.lake} (named by {origin})")
+            return _failed(symbol, f"not found in lake {spec.lake} (named by {origin})")
         try:
             with _timed(timings, "read"):
                 raw = lake.read(symbol)
             with _timed(timings, "clean"):
-                bars, report = clean_bars(raw, keep_zero_volume=self.spec.keep_zero_volume)
+                bars, report = clean_bars(raw, keep_zero_volume=spec.keep_zero_volume)
+                problem = spacing_problem(raw["ts"], lake.interval)
         except SymbolRefused as error:
             return _failed(symbol, str(error), error.report)
         except (ValueError, OSError) as error:  # OHLCVError, and anything else a broken file raises
             return _failed(symbol, str(error) or type(error).__name__)
+        if problem is not None:
+            return _failed(symbol, problem, report)
         if bars.empty:
             return _failed(symbol, "no bars left after cleaning", report)
+        if spec.from_interval is not None:
+            # The lake's coverage: its newest row, or `end` when that says the data is complete further.
+            newest = raw["ts"].max()
+            covered = newest if spec.end is None else max(newest, spec.end)
+            with _timed(timings, "clean"):
+                bars = resample(bars, parse_interval(spec.interval), complete_until=covered)
+            if bars.empty:
+                return _failed(
+                    symbol,
+                    f"no complete {spec.interval} period: the newest {spec.from_interval} bar opens at "
+                    f"{iso(newest)}, before the first period ends (an `end` past it says the data is "
+                    "complete)",
+                    report,
+                )
         return bars, report
 
     def _rows(

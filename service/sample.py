@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.sources.bars import BAR_COLUMNS
-from vocabulary.time import interval_length, parse_instant
+from vocabulary.time import parse_instant, parse_interval
 
 
 class Regime(NamedTuple):
@@ -58,7 +58,8 @@ class _Panel(NamedTuple):
 
 @dataclass(frozen=True)
 class SyntheticUniverse:
-    """`n_symbols` symbols `EXCHANGE:S0001`... on a grid of `n_bars` bars of `interval` from `start`; the
+    """`n_symbols` symbols `EXCHANGE:S0001`... on a grid of `n_bars` bars of `interval` from the first bar
+    opening at or after `start` (a Monday for 1W, the 1st for 1M); the
     same parameters always give the same bars. Drift and volatility scale with the bar length. Shares of
     symbols are rounded up, so a positive share gives at least one late listing or delisting."""
 
@@ -76,7 +77,7 @@ class SyntheticUniverse:
     flip_bars: int = 250  # length of a flipper's spell
 
     def __post_init__(self) -> None:
-        interval_length(self.interval)
+        parse_interval(self.interval)
         parse_instant(self.start, name="start")
         if self.n_bars < 8:
             raise ValueError(f"n_bars: at least 8 bars, got {self.n_bars}")
@@ -145,14 +146,12 @@ class SyntheticUniverse:
 
     def _grid(self) -> pd.DatetimeIndex:
         start = parse_instant(self.start, name="start")
-        return pd.DatetimeIndex(
-            start + interval_length(self.interval) * np.arange(self.n_bars), name="ts"
-        ).as_unit("ns")
+        return parse_interval(self.interval).opens(start, self.n_bars).rename("ts").as_unit("ns")
 
     def _panel(self) -> _Panel:
         rng = np.random.default_rng(self.seed)
         shape = (self.n_symbols, self.n_bars)
-        days = interval_length(self.interval) / pd.Timedelta(days=1)
+        days = parse_interval(self.interval).length / pd.Timedelta(days=1)
         drift = np.array([regime.drift for regime in REGIMES])
         volatility = np.array([regime.volatility for regime in REGIMES])
 

@@ -25,7 +25,7 @@ from storage.catalog import Catalog, NoRunError, RunInfo, SymbolNotFound
 from storage.index import MemoryIndex, Rows, column_values, microseconds, symbol_codes
 from vocabulary.errors import InvalidInput, NotFound, Unavailable
 from vocabulary.features import FEATURES, RATINGS
-from vocabulary.time import interval_length, parse_instant
+from vocabulary.time import nanoseconds, parse_instant, parse_interval
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ _DATETIME_RANGE_US: Final = (
     (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1),
     (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1),
 )
-_NANOSECONDS: Final = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 
 
 @dataclass(frozen=True)
@@ -59,16 +58,16 @@ class Sight:
     until: int
     """Rows with available_at <= until are visible: as_of floored to the microsecond, which is exact."""
     fresh_from: int | None
-    """Cross-sections only: a newest visible row with available_at < fresh_from is stale, i.e.
-    as_of - available_at > the staleness window (to the nanosecond)."""
+    """Cross-sections only: a newest visible row with available_at < fresh_from is stale (to the
+    nanosecond; see `Interval.fresh_from`)."""
 
     @classmethod
-    def at(cls, as_of: pd.Timestamp, window: int | None = None) -> "Sight":
-        """`window`: the staleness window in nanoseconds (a Python int, so no window is too long)."""
-        nanoseconds = _nanoseconds(as_of)
-        # fresh_from is the ceiling of (as_of - window) in microseconds: a row exactly `window` old is fresh.
-        fresh_from = None if window is None else _clamp(-((window - nanoseconds) // 1000))
-        return cls(until=_clamp(nanoseconds // 1000), fresh_from=fresh_from)
+    def at(cls, as_of: pd.Timestamp, fresh_from: int | None = None) -> "Sight":
+        """`fresh_from`: the earliest fresh available_at in nanoseconds (a Python int, so no window is too
+        long), None for a history."""
+        # Ceiling in microseconds: a row exactly at the bound is fresh.
+        fresh = None if fresh_from is None else _clamp(-(-fresh_from // 1000))
+        return cls(until=_clamp(nanoseconds(as_of) // 1000), fresh_from=fresh)
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ class RunView:
             codes={symbol: code for code, symbol in enumerate(info.symbols)},
             labels=pd.array(info.symbols, dtype="str"),
             first_available=np.array(
-                [_nanoseconds(first[symbol]) // 1000 for symbol in info.symbols], dtype=np.int64
+                [nanoseconds(first[symbol]) // 1000 for symbol in info.symbols], dtype=np.int64
             ),
         )
 
@@ -256,8 +255,13 @@ class FeatureStore:
         intervals = _intervals(max_staleness)
         run = self._view(run_id, dataset)
         requested = run.requested(symbols)
-        window = intervals * interval_length(run.info.interval).value
-        return [self._cross_section(run, instant, requested, names, window) for instant in instants]
+        interval = parse_interval(run.info.interval)
+        return [
+            self._cross_section(
+                run, instant, requested, names, interval.fresh_from(instant, intervals, run.info.lag)
+            )
+            for instant in instants
+        ]
 
     def history(
         self,
@@ -272,8 +276,8 @@ class FeatureStore:
     ) -> pd.DataFrame:
         """The symbol's rows with start <= ts <= end as known at `as_of` (default now), oldest first."""
         moment = pd.Timestamp.now(tz="UTC") if as_of is None else parse_instant(as_of)
-        first = _INT64.min if start is None else -(-_nanoseconds(parse_instant(start, name="start")) // 1000)
-        last = _INT64.max if end is None else _nanoseconds(parse_instant(end, name="end")) // 1000
+        first = _INT64.min if start is None else -(-nanoseconds(parse_instant(start, name="start")) // 1000)
+        last = _INT64.max if end is None else nanoseconds(parse_instant(end, name="end")) // 1000
         if start is not None and end is not None and parse_instant(start) > parse_instant(end):
             raise InvalidInput(f"start {start} is after end {end}", field="start")
         names = resolve_features(features)
@@ -299,9 +303,9 @@ class FeatureStore:
         as_of: pd.Timestamp,
         requested: np.ndarray,
         features: list[str],
-        window: int,
+        fresh_from: int,
     ) -> CrossSection:
-        sight = Sight.at(as_of, window)
+        sight = Sight.at(as_of, fresh_from)
         with _reading(run.info):
             candidates = self._source.section(
                 run.info, requested, features, until=sight.until, fresh_from=sight.fresh_from
@@ -427,11 +431,6 @@ def _intervals(max_staleness: int) -> int:
             f"must be a non-negative whole number of intervals, not {max_staleness!r}", field="max_staleness"
         )
     return int(max_staleness)
-
-
-def _nanoseconds(instant: pd.Timestamp) -> int:
-    """Exact nanoseconds since the epoch, whatever the Timestamp's unit (a Python int cannot overflow)."""
-    return int(instant.to_datetime64().view(np.int64)) * _NANOSECONDS[instant.unit]
 
 
 def _clamp(microseconds: int) -> int:

@@ -10,7 +10,7 @@ from typing import Any, Final, Self
 import pandas as pd
 
 from vocabulary.errors import InvalidInput
-from vocabulary.time import NO_LAG, check_lag, interval_length, parse_instant
+from vocabulary.time import NO_LAG, Interval, check_lag, parse_instant, parse_interval
 
 DATASET_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 
@@ -65,6 +65,10 @@ class BackfillSpec(_Spec):
     kept as given: where they must resolve (inside the data directory, for HTTP requests) is the caller's
     rule. Construction validates every field and normalises it (symbols sorted and unique, instants UTC), so
     two specs of the same backfill are equal and have the same `key`.
+
+    With `from_interval` the lake holds bars of that finer interval (its files carry its suffix), and the
+    interval's bars are built from them (`service.sources.resample`); it must tile the interval (1h into 4h,
+    1d into 1W or 1M, not 1W into 1M).
     """
 
     lake: str
@@ -78,9 +82,18 @@ class BackfillSpec(_Spec):
     keep_zero_volume: bool = False
     dataset: str | None = None
     """The line of runs this one joins; default `<lake folder name>_<interval>`."""
+    from_interval: str | None = None
 
     def __post_init__(self) -> None:
-        interval_length(self.interval)
+        target = parse_interval(self.interval)
+        if self.from_interval is not None:
+            source = parse_interval(self.from_interval, field="from_interval")
+            if not source.tiles(target):
+                raise InvalidInput(
+                    f"cannot build {target} bars from {source} bars: it must be a finer interval whose bars "
+                    f"tile each {target} bar (e.g. 1h into 4h, 1d into 1W or 1M; weeks do not tile months)",
+                    field="from_interval",
+                )
         if not str(self.lake):
             raise InvalidInput("give the lake to backfill", field="lake")
         self._set("dataset", check_dataset(self.dataset or default_dataset(str(self.lake), self.interval)))
@@ -108,6 +121,11 @@ class BackfillSpec(_Spec):
         self._set("lag", check_lag(self.lag))
         if not isinstance(self.keep_zero_volume, bool):
             raise InvalidInput("must be true or false", field="keep_zero_volume")
+
+    @property
+    def lake_interval(self) -> Interval:
+        """The interval of the lake's bars: `from_interval` when the bars are resampled, else `interval`."""
+        return parse_interval(self.from_interval or self.interval)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able fields: instants and the lag in ISO-8601, symbols as a list."""

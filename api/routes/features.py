@@ -22,7 +22,7 @@ from api.state import Reads, Store
 from storage.catalog import RunInfo
 from storage.read import resolve_features
 from vocabulary.features import ROW_META
-from vocabulary.time import interval_length, iso
+from vocabulary.time import iso, parse_interval
 
 router = APIRouter(tags=["features"])
 _TABLE_FORMATS = {
@@ -131,4 +131,4 @@ def _bars_between(run: RunInfo, start: pd.Timestamp | None, end: pd.Timestamp | 
         return 0
     first = run.start if start is None else max(start, run.start)
     last = run.end if end is None else min(end, run.end)
-    return 0 if last < first else (last - first) // interval_length(run.interval) + 1
+    return parse_interval(run.interval).bars_between(first, last)

@@ -18,7 +18,7 @@ from service.backfill import HistoricalFeatureBackfill, located, open_lake
 from service.sources.lake import Lake, read_returns
 from storage.catalog import RunInfo
 from vocabulary.errors import InvalidInput
-from vocabulary.time import available_at
+from vocabulary.time import Interval, available_at
 
 
 def check_poisoning(
@@ -55,13 +55,13 @@ def check_poisoning(
     decision = middle[int(rng.integers(len(middle)))]
     poison_after = available_at(matrix.index[decision], run.interval, run.lag)
 
-    def knowable(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
-        """Which bars (by open time) were knowable at the poisoning instant."""
-        return np.asarray(available_at(ts, run.interval, run.lag) <= poison_after)
+    def knowable(ts: pd.Series | pd.DatetimeIndex, interval: str | Interval) -> np.ndarray:
+        """Which bars (by open time) of `interval` were knowable at the poisoning instant."""
+        return np.asarray(available_at(ts, interval, run.lag) <= poison_after)
 
     clean = backtest.run(matrix, LocalFeatures(data_dir, run_id=run.run_id), symbols=universe)
     with tempfile.TemporaryDirectory(prefix="asof-poison-") as scratch:
-        poisoned_returns = _poisoned_returns(matrix, knowable(matrix.index), rng)
+        poisoned_returns = _poisoned_returns(matrix, knowable(matrix.index, run.interval), rng)
         poisoned_returns.to_parquet(Path(scratch) / "returns_matrix.parquet")
         lake = _poisoned_lake(open_lake(data_dir, run.spec), stored, Path(scratch) / "lake", knowable, rng)
         store = Path(scratch) / "data"
@@ -74,7 +74,7 @@ def check_poisoning(
         )
         HistoricalFeatureBackfill(store, spec).run()
         poisoned = backtest.run(poisoned_returns, LocalFeatures(store), symbols=universe)
-    before = [d for d in clean.rebalances if knowable(pd.DatetimeIndex([d.ts]))[0]]
+    before = [d for d in clean.rebalances if knowable(pd.DatetimeIndex([d.ts]), run.interval)[0]]
     after = {d.row: d for d in poisoned.rebalances}
     found = Found("poisoning")
     for decision_clean in before:
@@ -99,7 +99,7 @@ def _poisoned_lake(
     lake: Lake,
     symbols: list[str],
     folder: Path,
-    knowable: Callable[[pd.Series], np.ndarray],
+    knowable: Callable[[pd.Series, Interval], np.ndarray],
     rng: np.random.Generator,
 ) -> Path:
     """A lake folder of the symbols with every bar not `knowable` at the poisoning instant replaced by a
@@ -107,7 +107,7 @@ def _poisoned_lake(
     folder.mkdir(parents=True)
     for symbol in symbols:
         bars = lake.read(symbol)
-        unknown = ~knowable(bars["ts"])
+        unknown = ~knowable(bars["ts"], lake.interval)
         count = int(unknown.sum())
         if count:
             close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.3, count)))

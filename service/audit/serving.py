@@ -14,7 +14,7 @@ from service.audit.compare import Found, differences, parquet, utc
 from service.audit.report import CheckResult, Violation
 from storage.catalog import RunInfo
 from storage.read import CrossSection, FeatureStore
-from vocabulary.time import available_at, interval_length
+from vocabulary.time import available_at, parse_interval
 
 MAX_STALENESS: Final = 5
 """Intervals after which the serving check expects a symbol to be listed as stale (the read's default)."""
@@ -30,7 +30,7 @@ def check_serving(data_dir: Path | str, run: RunInfo, samples: int, rng: np.rand
         stored = connection.sql(f"SELECT symbol, ts, available_at FROM {table} ORDER BY symbol, ts").df()
     found.extend(_early_or_late_rows(stored, run))
     instants = pd.DatetimeIndex(stored["available_at"]).tz_convert("UTC").as_unit("ns")
-    as_ofs = _sample_instants(instants, samples, rng, interval_length(run.interval))
+    as_ofs = _sample_instants(instants, samples, rng, parse_interval(run.interval).length)
     stores = {"index": FeatureStore(data_dir, index=True), "duckdb": FeatureStore(data_dir, index=False)}
     compared = 0
     with duckdb.connect() as connection:
@@ -41,7 +41,7 @@ def check_serving(data_dir: Path | str, run: RunInfo, samples: int, rng: np.rand
                     as_of, run_id=run.run_id, features="all", max_staleness=MAX_STALENESS
                 )
                 compared += len(section.rows)
-                found.extend(_compare_section(path, section, expected, interval_length(run.interval)))
+                found.extend(_compare_section(path, section, expected, run))
     return found.result(
         [as_of.isoformat() for as_of in as_ofs],
         compared,
@@ -88,7 +88,7 @@ def _sample_instants(
     instants: pd.DatetimeIndex, samples: int, rng: np.random.Generator, bar: pd.Timedelta
 ) -> list[pd.Timestamp]:
     """A third exactly at a stored `available_at`, a third one nanosecond before one, a third uniform over
-    the run's span and a few bars past it."""
+    the run's span and a few bars (of nominal length `bar`) past it."""
     low, high = instants.min().value, (instants.max() + 3 * bar).value
     chosen = []
     for sample in range(samples):
@@ -113,12 +113,12 @@ def _newest_visible(connection: duckdb.DuckDBPyConnection, parquet: str, as_of: 
 
 
 def _compare_section(
-    path: str, section: CrossSection, expected: pd.DataFrame, bar: pd.Timedelta
+    path: str, section: CrossSection, expected: pd.DataFrame, run: RunInfo
 ) -> Iterator[Violation]:
     """A served cross-section (rows and stale list) against the independent answer, field by field."""
     served, stale, as_of = section.rows, section.stale, section.as_of
     at = f"as_of {as_of.isoformat()} ({path} read)"
-    limit = MAX_STALENESS * bar
+    fresh_from = parse_interval(run.interval).fresh_from(as_of, MAX_STALENESS, run.lag)
     expected = expected.assign(
         available_at=pd.to_datetime(expected["available_at"], utc=True),
         ts=pd.to_datetime(expected["ts"], utc=True),
@@ -134,7 +134,7 @@ def _compare_section(
             f"<= {bound.isoformat()}",
             f"served a row not yet available at {at}",
         )
-    fresh = expected[as_of - expected["available_at"] <= limit]
+    fresh = expected[expected["available_at"].dt.as_unit("ns").astype("int64") >= fresh_from]
     want_stale = sorted(expected.index.difference(fresh.index))
     for symbol in sorted(set(want_stale) ^ set(stale)):
         yield Violation(

@@ -1,6 +1,6 @@
 """Check 1, truncation invariance: a stored row, served at its `available_at`, equals what the backfill's
-cleaning and engine compute from the lake cut at that instant (only bars whose close plus lag is at or
-before it)."""
+cleaning, resampling and engine compute from the lake cut at that instant (only bars whose close plus lag is
+at or before it)."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +13,10 @@ from service.audit.report import CheckResult, Violation
 from service.backfill import open_lake
 from service.ratings.engine import rate
 from service.sources.bars import clean_bars
+from service.sources.resample import resample
 from storage.catalog import RunInfo
 from storage.read import FeatureStore
-from vocabulary.time import available_at
+from vocabulary.time import available_at, parse_interval
 
 
 def check_truncation(
@@ -36,10 +37,12 @@ def check_truncation(
         as_of = history["available_at"].iloc[int(rng.integers(len(history)))]
         sampled.append(f"{symbol} at {as_of.isoformat()}")
         raw = lake.read(symbol)
-        cut = raw[available_at(raw["ts"], run.interval, run.lag) <= as_of]
-        # The refusal limit is a verdict on the whole file, which the backfill already passed; per row, the
-        # same rules apply.
+        cut = raw[available_at(raw["ts"], lake.interval, run.lag) <= as_of]
+        # The refusal limit and the spacing check are verdicts on the whole file, which the backfill already
+        # passed; per row, the same rules apply.
         bars, _ = clean_bars(cut, keep_zero_volume=run.spec.keep_zero_volume, max_refused=1.0)
+        if run.spec.from_interval is not None:  # the cut holds every bar that closed by as_of - lag
+            bars = resample(bars, parse_interval(run.interval), complete_until=as_of - run.lag)
         expected = rate({symbol: bars}).drop(columns="symbol")
         expected = expected[in_span(expected["ts"], run)]
         served = store.history(symbol, run_id=run.run_id, features="all", as_of=as_of)

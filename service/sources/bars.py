@@ -7,13 +7,14 @@ A bar frame has columns `ts` (datetime64[ns, UTC], the bar's open time), `open h
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from vocabulary.errors import InvalidInput
+from vocabulary.time import iso
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 BAR_COLUMNS = ("ts", *PRICE_COLUMNS, "volume")
@@ -26,13 +27,23 @@ the year 5138 while 1e11 milliseconds is March 1973, so real data of either kind
 
 _EPOCH_SECONDS_LIMIT = 9.2e9  # datetime64[ns] ends in April 2262 (about 9.22e9 seconds)
 
+VALUE_RANGE = (1e-150, 1e150)
+"""Where a price, and a volume other than 0 or NaN, must lie. The largest quantity the ratings form from bars
+is a sum of close x volume over VWMA's 20 bars, with volume itself a sum of up to 44,640 bars when minute
+bars are resampled into months: 20 x 44,640 x 1e150 x 1e150 is about 9e305, finite in float64 (whose
+largest value is 1.8e308), and sums of 200 prices are far smaller; no indicator squares a price. The lower
+bound keeps such products normal floats (1e-300 > 2.2e-308). A value outside is a sentinel or a corrupted
+cell (1e308 would overflow SMA10 to inf and spoil ten bars), never a market price."""
+
 REFUSAL_REASONS = (
     "missing or non-finite price",
     "non-positive price",
+    "price outside [1e-150, 1e150]",
     "high < max(open, close, low)",
     "low > min(open, close, high)",
+    "volume negative, infinite or outside [1e-150, 1e150]",
 )
-"""Why a row is refused; a row is counted under the first reason it meets."""
+"""Why a row is refused; a row is counted under the first reason it meets (a NaN volume is kept: unknown)."""
 
 
 class OHLCVError(InvalidInput):
@@ -50,6 +61,17 @@ class CleaningReport:
     zero_volume: int  # zero-volume rows dropped (0 when they are kept)
     refused: int
     refused_reasons: dict[str, int]  # reason -> rows, only reasons that occurred
+    first_refused: dict[str, pd.Timestamp] = field(default_factory=dict)  # reason -> ts of its first row
+
+    def refusals(self) -> str:
+        """The refusal counts as text, each reason with the first row it refused, e.g. `non-positive price:
+        2 (first at 2024-01-02T00:00:00Z)`."""
+        return ", ".join(
+            f"{reason}: {count} (first at {iso(self.first_refused[reason])})"
+            if reason in self.first_refused
+            else f"{reason}: {count}"
+            for reason, count in self.refused_reasons.items()
+        )
 
 
 class SymbolRefused(OHLCVError):
@@ -188,8 +210,9 @@ def clean_bars(
 
     In order: sort by ts (stable, so "last" means last in the input), keep the last of duplicated
     timestamps, drop zero-volume bars (TradingView shows no untraded bars) unless `keep_zero_volume`,
-    refuse rows with a bad price (REFUSAL_REASONS). SymbolRefused when the refused rows are more than
-    `max_refused` of the rows checked for refusal (those left after the duplicates and zero-volume bars).
+    refuse rows with a bad price or volume (REFUSAL_REASONS). SymbolRefused when the refused rows are more
+    than `max_refused` of the rows checked for refusal (those left after the duplicates and zero-volume
+    bars).
     """
     missing = [name for name in BAR_COLUMNS if name not in raw.columns]
     if missing:
@@ -211,10 +234,14 @@ def clean_bars(
     duplicates = int((~keep).sum())
     zero_volume = keep & (values[:, -1] == 0) & (not keep_zero_volume)
     keep &= ~zero_volume
-    reasons = _refusals(values[keep, :-1])
+    checked_rows = np.flatnonzero(keep)
+    reasons = _refusals(values[keep])
     counts = np.bincount(reasons, minlength=len(REFUSAL_REASONS) + 1)[1:]
     refused = {reason: int(count) for reason, count in zip(REFUSAL_REASONS, counts, strict=True) if count}
-    keep[np.flatnonzero(keep)[reasons > 0]] = False
+    codes = [code for code, reason in enumerate(REFUSAL_REASONS, start=1) if reason in refused]
+    firsts = _utc(nanos[checked_rows[[int(np.argmax(reasons == code)) for code in codes]]])
+    first_refused = {REFUSAL_REASONS[code - 1]: first for code, first in zip(codes, firsts, strict=True)}
+    keep[checked_rows[reasons > 0]] = False
     cleaned = pd.DataFrame(
         {"ts": _utc(nanos[keep]), **{name: values[keep, k] for k, name in enumerate(BAR_COLUMNS[1:])}}
     )
@@ -228,26 +255,30 @@ def clean_bars(
         zero_volume=int(zero_volume.sum()),
         refused=sum(refused.values()),
         refused_reasons=refused,
+        first_refused=first_refused,
     )
     if report.refused > max_refused * checked:
-        reasons_text = ", ".join(f"{reason}: {count}" for reason, count in refused.items())
         raise SymbolRefused(
             f"{report.refused} of {checked} bars refused ({report.refused / checked:.2%}, more than "
-            f"{max_refused * 100:g}% allowed): {reasons_text}",
+            f"{max_refused * 100:g}% allowed): {report.refusals()}",
             report,
         )
     return cleaned, report
 
 
-def _refusals(prices: np.ndarray) -> np.ndarray:
-    """Per row of (open, high, low, close), 1 + the index in REFUSAL_REASONS of the first reason it meets,
-    or 0 when the row is sound."""
+def _refusals(values: np.ndarray) -> np.ndarray:
+    """Per row of (open, high, low, close, volume), 1 + the index in REFUSAL_REASONS of the first reason it
+    meets, or 0 when the row is sound."""
+    prices, volume = values[:, :4], values[:, 4]
     open_, high, low, close = prices.T
+    low_bound, high_bound = VALUE_RANGE
     with np.errstate(invalid="ignore"):
         conditions = [
             ~np.isfinite(prices).all(axis=1),
             (prices <= 0).any(axis=1),
+            ((prices < low_bound) | (prices > high_bound)).any(axis=1),
             high < np.maximum.reduce([open_, close, low]),
             low > np.minimum.reduce([open_, close, high]),
+            (volume < 0) | (volume > high_bound) | ((volume > 0) & (volume < low_bound)),
         ]
     return np.select(conditions, np.arange(1, len(REFUSAL_REASONS) + 1), default=0)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from service.sources.bars import OHLCVError, bars_from_table, load_table, read_bars
 from vocabulary.errors import InvalidInput
-from vocabulary.time import interval_length
+from vocabulary.time import Interval, parse_interval
 
 LAKE_SUFFIXES = (".parquet", ".csv")
 """File types of a lake folder, in order of preference when a symbol has both."""
@@ -26,17 +26,17 @@ class Lake:
 
     Folder files are named as tradingview-scraper names them, `<EXCHANGE>_<TICKER>_<interval>.parquet` (or
     `.csv`) for the symbol `EXCHANGE:TICKER`: the exchange ends at the first underscore, so tickers may hold
-    underscores; files of other intervals are ignored. A long file is read once and kept, and its rows
+    underscores; files of other intervals are ignored (the suffix is case-sensitive: `_1m` minutes, `_1M`
+    months). A long file is read once and kept, and its rows
     for one symbol are parsed when that symbol is read, so a bad row fails only its own symbol.
 
     Only regular files are read (a FIFO would block the reader forever). With `inside`, a folder file that
     resolves outside that directory (a symlink out of the data dir) is refused by name, unread.
     """
 
-    def __init__(self, path: Path | str, interval: str, *, inside: Path | None = None) -> None:
-        interval_length(interval)
+    def __init__(self, path: Path | str, interval: str | Interval, *, inside: Path | None = None) -> None:
+        self.interval = parse_interval(interval)
         self.path = Path(path)
-        self.interval = interval
         self.inside = inside
         if not self.path.exists():
             raise OHLCVError(f"lake {self.path}: no such folder or file")

@@ -37,6 +37,7 @@ def test_drawdown_counts_a_loss_from_the_start_as_drawdown() -> None:
         (pd.bdate_range("2024-01-01", periods=30, tz="UTC"), "1d", 252),
         (pd.date_range("2024-01-01", periods=24 * 10, freq="h", tz="UTC"), "1h", 365 * 24),
         (pd.date_range("2024-01-01", periods=20, freq="W-MON", tz="UTC"), "1W", 52),
+        (pd.date_range("2023-01-01", periods=20, freq="MS", tz="UTC"), "1M", 12),
     ],
 )
 def test_periods_per_year_come_from_the_calendar(

@@ -15,9 +15,9 @@ from service.ratings.engine import rate_frame
 from service.sample import SyntheticUniverse
 from service.sources.bars import clean_bars, read_bars
 from vocabulary.features import FEATURES, VOTES
-from vocabulary.time import interval_length
 
 COLUMNS = ["ts", "available_at", "bars", "warm", *FEATURES]
+BAR_LENGTHS = {"1d": pd.Timedelta(days=1), "4h": pd.Timedelta(hours=4)}
 ASOF = Path(sys.executable).with_name("asof")
 runner = CliRunner()
 
@@ -43,7 +43,7 @@ def prices(tmp_path, bars) -> Path:
 def expected_rows(path: Path, *, interval: str = "1d", **cleaning) -> pd.DataFrame:
     """What the command must print: the engine on the cleaned file, votes as nullable integers."""
     rows = rate_frame(clean_bars(read_bars(path), **cleaning)[0])
-    rows.insert(1, "available_at", rows["ts"] + interval_length(interval))
+    rows.insert(1, "available_at", rows["ts"] + BAR_LENGTHS[interval])
     return rows.astype(dict.fromkeys(VOTES, "Int8"))[COLUMNS]
 
 
@@ -89,6 +89,34 @@ def test_keep_zero_volume_and_interval(tmp_path, prices, bars):
     pd.testing.assert_frame_equal(written, expected)
     assert (written["available_at"] - written["ts"] == pd.Timedelta(hours=4)).all()
     assert "(dropped: none)" in result.stderr
+    # Daily bars declared 4h: a backfill would refuse them; a quick check warns and rates them all the same.
+    assert result.stderr.startswith(
+        "asof ratings: warning: prices.csv: the median spacing of the bars is 1d, not the declared 4h\n"
+    )
+
+
+def test_monthly_bars_close_at_the_next_months_start(tmp_path):
+    bars = SyntheticUniverse(n_symbols=1, n_bars=40, interval="1M", start="2021-01-01", flippers=1)
+    monthly = bars.frames()["SYNTH:S0001"]
+    path = tmp_path / "BINANCE_BTCUSDT_1M.csv"
+    table = monthly.assign(timestamp=monthly["ts"].astype("int64") // 10**9).drop(columns="ts")
+    table.to_csv(path, index=False)
+
+    result = runner.invoke(app, ["ratings", str(path), "--interval", "1M", "-o", str(tmp_path / "m.parquet")])
+
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stderr
+    written = pd.read_parquet(tmp_path / "m.parquet")
+    assert written["ts"].iloc[:3].tolist() == list(
+        pd.to_datetime(["2021-01-01", "2021-02-01", "2021-03-01"], utc=True)
+    )
+    days = (written["available_at"] - written["ts"]).dt.days
+    assert (days == written["ts"].dt.days_in_month).all()
+    closes = written.set_index("ts")["available_at"]
+    assert closes[pd.Timestamp("2023-02-01", tz="UTC")] == pd.Timestamp("2023-03-01", tz="UTC")  # 28 days
+    assert closes[pd.Timestamp("2024-02-01", tz="UTC")] == pd.Timestamp("2024-03-01", tz="UTC")  # 29 days
+    assert closes[pd.Timestamp("2023-12-01", tz="UTC")] == pd.Timestamp("2024-01-01", tz="UTC")
+    assert written["available_at"].iloc[-1] == pd.Timestamp("2024-05-01", tz="UTC")
 
 
 @pytest.mark.parametrize(
@@ -136,7 +164,7 @@ def test_a_refused_file_and_a_missing_file_exit_1(tmp_path, prices):
     assert result.exit_code == 1
     assert result.stderr == (
         f"asof ratings: 4 of {checked} bars refused ({4 / checked:.2%}, more than 1% allowed): "
-        "non-positive price: 4\n"
+        "non-positive price: 4 (first at 2015-01-11T00:00:00Z)\n"
     )
     result = runner.invoke(app, ["ratings", str(tmp_path / "absent.csv")])
     assert result.exit_code == 1

@@ -157,12 +157,11 @@ def test_chunks_progress_timings_and_lag(
 def write_bad_lake(root: Path) -> tuple[SampleFiles, dict[str, str]]:
     """A lake where some symbols are broken, each in its own way; returns the files and symbol -> fault."""
     universe = SyntheticUniverse(
-        n_symbols=8, n_bars=500, seed=2, late_listing_share=0, delisted_share=0, zero_volume_share=0
+        n_symbols=8, n_bars=700, seed=2, late_listing_share=0, delisted_share=0, zero_volume_share=0
     )
     files = universe.write(root)
-    faults = dict(
-        zip(universe.symbols, ["unreadable", "no close", "refused", "flawed", "missing"], strict=False)
-    )
+    kinds = ["unreadable", "no close", "refused", "flawed", "missing", "mislabelled", "off grid"]
+    faults = dict(zip(universe.symbols, kinds, strict=False))
     for symbol, fault in faults.items():
         path = lake_file(files.lake, symbol)
         if fault == "unreadable":
@@ -173,14 +172,20 @@ def write_bad_lake(root: Path) -> tuple[SampleFiles, dict[str, str]]:
             path.unlink()
         else:
             bars = pd.read_parquet(path)
-            if fault == "refused":  # 10 of 500 rows (2%) with high below the low
+            if fault == "refused":  # 10 of 700 rows (1.4%) with high below the low
                 bars.loc[100:109, "high"] = bars.loc[100:109, "low"] / 2
-            else:  # one row per refusal rule (4 of 500, under 1%), one duplicate, one untraded bar
+            elif fault == "mislabelled":  # daily epochs divided by 1000: bars 86.4 s apart, in January 1970
+                bars["timestamp"] = bars["timestamp"] / 1000
+            elif fault == "off grid":  # daily bars opening at 00:30 UTC
+                bars["timestamp"] += 1800
+            else:  # one row per refusal rule (6 of 700, under 1%), one duplicate, one untraded bar
                 bars.loc[20, "close"] = float("nan")
                 bars.loc[40, "open"] = -1.0
+                bars.loc[50, "high"] = 1e308
                 bars.loc[60, "high"] = bars.loc[60, "low"] / 2
                 close = bars.loc[80, "close"]
                 bars.loc[80, ["open", "high", "low"]] = [close * 1.01, close * 1.02, close * 1.005]
+                bars.loc[90, "volume"] = -1.0
                 bars.loc[120, "volume"] = 0.0
                 bars = pd.concat([bars, bars.loc[[300]]], ignore_index=True)
             bars.to_parquet(path, index=False)
@@ -205,9 +210,17 @@ def test_each_bad_source_fails_on_its_own_with_its_reason(tmp_path: Path) -> Non
         and "SYNTH_S0001_1d.parquet" in by_fault["unreadable"].reason
     )
     assert "missing column 'close'" in by_fault["no close"].reason
-    assert "10 of 500 bars refused" in by_fault["refused"].reason
+    assert "10 of 700 bars refused" in by_fault["refused"].reason
     assert by_fault["refused"].refused_reasons == {"high < max(open, close, low)": 10}
     assert "not found in lake" in by_fault["missing"].reason
+    assert by_fault["mislabelled"].reason == (
+        "bars 1m26.4s apart (1970-01-17T10:27:50.400000Z and 1970-01-17T10:29:16.800000Z) are closer than "
+        "the declared interval 1d; check the interval and the timestamps' unit"
+    )
+    assert by_fault["mislabelled"].rows_in == 700  # the cleaning counts are the lake's rows
+    assert by_fault["off grid"].reason == (
+        "bar at 2015-01-01T00:30:00Z is off the 1d grid: its bars open at 00:00 UTC"
+    )
     for unknown in ("SYNTH:NOPE", "NOEXCHANGE"):
         assert "not found in lake" in status[unknown].reason and "candidates" in status[unknown].reason
     failed = {symbol for symbol, s in status.items() if not s.ok}
@@ -220,14 +233,14 @@ def test_each_bad_source_fails_on_its_own_with_its_reason(tmp_path: Path) -> Non
     assert flawed.ok and flawed.reason is None
     assert flawed.refused_reasons == dict.fromkeys(REFUSAL_REASONS, 1)
     assert (flawed.rows_in, flawed.duplicates, flawed.zero_volume, flawed.refused, flawed.rows) == (
-        501,
+        701,
         1,
         1,
-        4,
-        495,
+        6,
+        693,
     )
     good = set(status) - failed
-    assert all(status[symbol].rows == 500 for symbol in good - {flawed.symbol})
+    assert all(status[symbol].rows == 700 for symbol in good - {flawed.symbol})
     assert set(result.run.symbols) == good
     served = FeatureStore(tmp_path / "data").cross_section("2016-05-16").rows
     assert set(served["symbol"]) == good

@@ -222,6 +222,13 @@ def test_zero_volume_bars_dropped_unless_kept_and_nan_volume_stays():
         ({"open": -1.0}, "non-positive price"),
         ({"high": 100.2}, "high < max(open, close, low)"),  # below close 101
         ({"low": 101.2}, "low > min(open, close, high)"),  # above open 100.5
+        ({"high": 1e308}, "price outside [1e-150, 1e150]"),  # finite, but SMA10 would overflow to inf
+        ({"high": 2e150}, "price outside [1e-150, 1e150]"),
+        ({"low": 5e-324}, "price outside [1e-150, 1e150]"),  # a subnormal: positive, not a price
+        ({"volume": -5.0}, "volume negative, infinite or outside [1e-150, 1e150]"),
+        ({"volume": np.inf}, "volume negative, infinite or outside [1e-150, 1e150]"),
+        ({"volume": 1e300}, "volume negative, infinite or outside [1e-150, 1e150]"),
+        ({"volume": 1e-200}, "volume negative, infinite or outside [1e-150, 1e150]"),
     ],
 )
 def test_each_refusal_rule_refuses_the_row_with_its_reason(change, reason):
@@ -231,6 +238,18 @@ def test_each_refusal_rule_refuses_the_row_with_its_reason(change, reason):
     cleaned, report = clean_bars(raw)
     assert raw.loc[1, "ts"] not in set(cleaned["ts"])
     assert (report.refused, report.refused_reasons, report.rows_out) == (1, {reason: 1}, 199)
+    assert report.first_refused == {reason: raw.loc[1, "ts"]}
+
+
+def test_prices_and_volumes_at_the_bounds_pass_and_nan_volume_is_kept():
+    raw = bars(4)
+    raw.loc[0, ["open", "high", "low", "close"]] = [1e150, 1e150, 1e150, 1e150]
+    raw.loc[1, ["open", "high", "low", "close", "volume"]] = [1e-150, 1e-150, 1e-150, 1e-150, 1e150]
+    raw.loc[2, "volume"] = 1e-150
+    raw.loc[3, "volume"] = np.nan
+    cleaned, report = clean_bars(raw)
+    pd.testing.assert_frame_equal(cleaned, raw)
+    assert report.refused == 0
 
 
 def test_a_row_counts_once_under_its_first_reason():
@@ -252,7 +271,8 @@ def test_refusing_more_than_one_percent_fails_the_symbol_with_counts():
         clean_bars(raw)
     assert str(caught.value) == (
         "3 of 200 bars refused (1.50%, more than 1% allowed): "
-        "missing or non-finite price: 2, non-positive price: 1"
+        "missing or non-finite price: 2 (first at 2024-01-11T00:00:00Z), "
+        "non-positive price: 1 (first at 2024-01-31T00:00:00Z)"
     )
     assert caught.value.report.refused_reasons == {"missing or non-finite price": 2, "non-positive price": 1}
     assert isinstance(caught.value, OHLCVError)

@@ -1,5 +1,7 @@
 """The as-of read against real runs (DuckDB catalog and Parquet in a tmp dir), through both paths."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -86,6 +88,37 @@ def test_max_staleness_zero_keeps_only_rows_available_exactly_at_as_of_and_a_hug
     forever = store.cross_section("2030-01-01", max_staleness=10**15)
     assert forever.rows["symbol"].tolist() == ["X:EARLY", "X:GONE", "X:HALTED", "X:LATE"]
     assert forever.stale == []
+
+
+@pytest.fixture(scope="module")
+def monthly(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A monthly run (lag 1 h): X:STOPS has bars for January and February 2024 only, X:GOES through June."""
+    months = {
+        "X:STOPS": pd.date_range("2024-01-01", periods=2, freq="MS", tz="UTC", unit="ns"),
+        "X:GOES": pd.date_range("2024-01-01", periods=6, freq="MS", tz="UTC", unit="ns"),
+    }
+    data_dir = tmp_path_factory.mktemp("monthly")
+    lag = pd.Timedelta(hours=1)
+    publish(data_dir, feature_rows(months, interval="1M", lag=lag), interval="1M", lag=lag)
+    return data_dir
+
+
+@BOTH_PATHS
+def test_monthly_rows_go_stale_by_calendar_months(monthly: Path, index: bool) -> None:
+    store = FeatureStore(monthly, index=index)
+    march = store.cross_section("2024-03-01T01:00:00Z", symbols=["X:STOPS"])  # February's bar, 29 days
+    assert march.rows["ts"].tolist() == [pd.Timestamp("2024-02-01", tz="UTC")]
+    assert march.rows["available_at"].tolist() == [pd.Timestamp("2024-03-01T01:00", tz="UTC")]
+    before = store.cross_section("2024-03-01T00:59:59.999999999Z", symbols=["X:STOPS"])
+    assert before.rows["ts"].tolist() == [pd.Timestamp("2024-01-01", tz="UTC")]
+    # February's row, 3 intervals: fresh until the close of May's bar plus the lag (2024-06-01T01:00Z), which
+    # 3 nominal months (91.3 days from 2024-03-01T01:00Z) would have cut short on 2024-05-31.
+    edge = store.cross_section("2024-06-01T01:00:00Z", max_staleness=3)
+    past = store.cross_section("2024-06-01T01:00:00.000000001Z", max_staleness=3)
+    assert edge.rows["symbol"].tolist() == ["X:GOES", "X:STOPS"] and edge.stale == []
+    assert past.rows["symbol"].tolist() == ["X:GOES"] and past.stale == ["X:STOPS"]
+    assert store.cross_section("2024-03-01T01:00:00Z", max_staleness=0).stale == []
+    assert store.cross_section("2024-03-01T01:00:01Z", max_staleness=0).stale == ["X:GOES", "X:STOPS"]
 
 
 @BOTH_PATHS
@@ -226,7 +259,7 @@ def test_the_index_between_checkpoints_finds_the_same_rows(market: tuple) -> Non
     exact, coarse = RunIndex(run), RunIndex(run, max_cells=50)
     everyone = np.arange(len(run.symbols))
     for as_of in pd.date_range("2023-12-30", "2024-04-05", freq="17h", tz="UTC"):
-        sight = Sight.at(as_of, pd.Timedelta(days=4).value)
+        sight = Sight.at(as_of, (as_of - pd.Timedelta(days=4)).as_unit("ns").value)
         answers = [
             point_in_time(index.newest(everyone, ["Rec.CCI20"], until=sight.until), sight, view, everyone)
             for index in (exact, coarse)
