@@ -10,10 +10,12 @@ from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.guards import BodyLimit, TokenAuth
+from api.metrics import Metrics, RequestTimer
 from api.reads import ReadLimits
-from api.routes import features, health, jobs, methods, runs
+from api.routes import features, health, jobs, methods, metrics, runs
 from api.settings import Settings
 from service.jobs.runner import JobLimits, JobRunner
+from service.jobs.store import Job, JobStatus
 from storage.datadir import WriterLock
 from storage.read import FeatureStore
 from storage.retention import collect
@@ -62,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = app.state.store
 
     def retain() -> None:
-        """Retention after each publish (ASOF_KEEP_RUNS); runs read lately or needed by a job are pinned."""
+        """Retention (ASOF_KEEP_RUNS): runs read lately or needed by a job are pinned."""
         pinned = store.pinned(settings.pin_seconds) | app.state.runner.pinned()
         collected = collect(store.catalog, keep=settings.keep_runs, pinned=pinned)
         if collected.runs or collected.swept:
@@ -73,15 +75,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 collected.swept,
             )
 
+    def after_job(job: Job) -> None:
+        app.state.metrics.job_finished(job)
+        if job.kind == "backfill" and job.status is JobStatus.SUCCEEDED:
+            retain()
+
     limits = JobLimits(settings.max_queued_jobs, settings.max_audits, settings.max_job_history)
     app.state.runner = JobRunner(
-        settings.data_dir, catalog_wait=settings.catalog_wait, limits=limits, after_publish=retain
+        settings.data_dir, catalog_wait=settings.catalog_wait, limits=limits, after_job=after_job
     )
+    app.state.metrics = Metrics(app.state.runner, store)
     app.state.reads = ReadLimits(settings.max_read_cells, settings.max_concurrent_reads)
-    for module in (features, jobs, runs, health, methods):
+    for module in (features, jobs, runs, health, metrics, methods):
         app.include_router(module.router)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestTimer, metrics=app.state.metrics)
     if settings.api_token:
         app.add_middleware(TokenAuth, api_token=settings.api_token, read_token=settings.read_token)
     return app

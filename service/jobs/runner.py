@@ -84,11 +84,11 @@ class JobRunner:
         cancel_grace: float = 30.0,
         catalog_wait: float = 10.0,
         limits: JobLimits = JobLimits(),
-        after_publish: Callable[[], None] | None = None,
+        after_job: Callable[[Job], None] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.limits = limits
-        self.after_publish = after_publish
+        self.after_job = after_job
         self.jobs = JobStore(Catalog(self.data_dir, lock_timeout=catalog_wait))
         self.progress_every = progress_every
         self.cancel_grace = cancel_grace
@@ -278,16 +278,18 @@ class JobRunner:
         else:
             status = JobStatus.FAILED
             fields |= {"message": outcome.message, "errors": outcome.errors}
-        self._recorded(job_id, lambda: self.jobs.transition(job_id, status, expect=_RUNNING, **fields))
+        final = self._recorded(
+            job_id, lambda: self.jobs.transition(job_id, status, expect=_RUNNING, **fields)
+        )
         try:  # history is bounded; a busy catalog only delays the pruning to the next job
             self.jobs.prune(self.limits.history)
         except Unavailable as error:
             logger.warning("job history not pruned: %s", error)
-        if isinstance(outcome, Succeeded) and job.kind == "backfill" and self.after_publish is not None:
+        if final is not None and self.after_job is not None:
             try:
-                self.after_publish()
-            except Exception:  # retention is housekeeping: it must not fail the job it follows
-                logger.exception("after job %s: retention failed", job_id)
+                self.after_job(final)
+            except Exception:  # housekeeping (retention, metrics) must not fail the job it follows
+                logger.exception("after job %s: housekeeping failed", job_id)
 
     def pinned(self) -> frozenset[str]:
         """The runs queued or running jobs need (the run an audit examines)."""

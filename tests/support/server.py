@@ -26,8 +26,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ServerProcess:
     """`uvicorn api.app:create_app` serving `data_dir`; `start()` returns once /health answers."""
 
-    def __init__(self, data_dir: Path | str, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
+        self.env = env or {}
         self.host = host
         self.port = port or free_port(host)
         self.url = f"http://{host}:{self.port}"
@@ -37,14 +45,20 @@ class ServerProcess:
     def start(self, timeout: float = 60.0) -> str:
         command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory"]
         command += ["--host", self.host, "--port", str(self.port), "--log-level", "warning"]
-        environment = {**os.environ, "ASOF_DATA_DIR": str(self.data_dir)}
+        environment = {
+            **os.environ,
+            "ASOF_DATA_DIR": str(self.data_dir),
+            "ASOF_HOST": self.host,
+            "ASOF_PORT": str(self.port),
+            **self.env,
+        }
         self._process = subprocess.Popen(command, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"the server exited with code {self._process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}/health", timeout=1.0).status_code in {200, 503}:
                     return self.url
             except httpx.TransportError:
                 time.sleep(0.05)
@@ -73,9 +87,12 @@ class ServerProcess:
 
 
 @contextmanager
-def running_server(data_dir: Path | str, *, host: str = "127.0.0.1") -> Iterator[str]:
-    """`with running_server(data_dir) as base_url:` a real server for the duration of the block."""
-    server = ServerProcess(data_dir, host=host)
+def running_server(
+    data_dir: Path | str, *, host: str = "127.0.0.1", env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`with running_server(data_dir) as base_url:` a real server for the duration of the block; `env`
+    adds ASOF_* settings."""
+    server = ServerProcess(data_dir, host=host, env=env)
     server.start()
     try:
         yield server.url
