@@ -19,6 +19,7 @@ from service.jobs.store import Job, JobStatus
 from storage.datadir import WriterLock
 from storage.read import FeatureStore
 from storage.retention import collect
+from vocabulary.errors import Unavailable
 
 logger = logging.getLogger("asof")
 
@@ -64,9 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = app.state.store
 
     def retain() -> None:
-        """Retention (ASOF_KEEP_RUNS): runs read lately or needed by a job are pinned."""
-        pinned = store.pinned(settings.pin_seconds) | app.state.runner.pinned()
-        collected = collect(store.catalog, keep=settings.keep_runs, pinned=pinned)
+        """Retention (ASOF_KEEP_RUNS): runs read lately or needed by a job are pinned. Housekeeping: a
+        catalog that cannot be read now postpones it (/health says why)."""
+        try:
+            pinned = store.pinned(settings.pin_seconds) | app.state.runner.pinned()
+            collected = collect(store.catalog, keep=settings.keep_runs, pinned=pinned)
+        except Unavailable as error:
+            logger.warning("retention postponed: %s", error)
+            return
         if collected.runs or collected.swept:
             logger.info(
                 "retention: deleted runs %s (%d bytes), swept %s",

@@ -101,15 +101,20 @@ class JobRunner:
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
 
-    def start(self) -> list[str]:
-        """Recover from a previous process (see the module docstring), then start the worker. Returns the
-        ids of the jobs marked `interrupted`."""
-        interrupted = self.jobs.interrupt_running("the server stopped while this job was running")
-        for job in reversed(self.jobs.recent(statuses=_QUEUED)):
-            self._queue.put(job.job_id)
+    def start(self) -> None:
+        """Start the worker; it first recovers from a previous process (see the module docstring), waiting
+        for the catalog if it cannot be read yet (`problems()` says so meanwhile)."""
         self._worker = threading.Thread(target=self._work, name="asof-job-worker", daemon=True)
         self._worker.start()
-        return interrupted
+
+    def _recover(self) -> None:
+        interrupted = self._recorded(
+            "(recovery)", lambda: self.jobs.interrupt_running("the server stopped while this job was running")
+        )
+        if interrupted:
+            logger.warning("jobs left running by a previous process marked interrupted: %s", interrupted)
+        for job in reversed(self._recorded("(recovery)", lambda: self.jobs.recent(statuses=_QUEUED))):
+            self._queue.put(job.job_id)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking jobs; a running one is cancelled and marked `interrupted`."""
@@ -168,6 +173,10 @@ class JobRunner:
         return []
 
     def _work(self) -> None:
+        try:
+            self._recover()
+        except Unavailable:  # stopping while the catalog was still unavailable
+            return
         while (job_id := self._queue.get()) is not None and not self._stopping.is_set():
             try:
                 self._run(job_id)

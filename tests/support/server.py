@@ -65,6 +65,10 @@ class ServerProcess:
         self.kill()
         raise TimeoutError(f"the server did not answer /health within {timeout} s:\n{self.log()}")
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
     def stop(self, timeout: float = 20.0) -> None:
         """A graceful stop (SIGTERM: uvicorn runs its shutdown), killing it if it does not end in time."""
         if self._process is not None and self._process.poll() is None:
