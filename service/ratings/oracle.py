@@ -13,12 +13,10 @@ from it, and how it is made to match Pine:
 * MACD: `ta.macd`'s own composition (ema12 - ema26, signal = presma ema9 of the line from its first valid
   value, which is Pine's SMA seed on the first 9 line values), rebuilt from `ta.ema` because `ta.macd`
   returns nothing below 34 bars while Pine already has the line from bar 25.
-* `ta.rma(x, n)`: `ewm(alpha=1/n, adjust=False)` seeded with the first value, where Pine seeds with the
-  SMA of the first n values. It gets an input whose first n-1 values are blanked and whose n-th is their
-  mean (what `presma` does for `ta.ema`), on the non-na values only. Used for RSI's up/down averages
-  and DMI's true range, +DM, -DM and DX. `ta.rsi`, `ta.adx` and `ta.dm` are not used: they smooth with
-  the unseeded rma, `ta.adx` uses `ta.atr`'s range with an epsilon added to zero ranges, and none has the
-  scanner's DMI (DM = 0 on bar 0, DI through fixnan, `sum == 0 ? 1 : sum`).
+* `ta.rsi`, `ta.rma`, `ta.adx` and `ta.dm` are not used: `ta.rma` is `ewm(alpha=1/n)` seeded with the
+  first value, where Pine seeds with the SMA of the first n values and steps (r (n - 1) + x) / n, which
+  rounds differently (see `rma`, written here); `ta.adx` uses `ta.atr`'s range with an epsilon added to
+  zero ranges, and none has the scanner's DMI (DM = 0 on bar 0, DI through fixnan, `sum == 0 ? 1 : sum`).
 * `ta.wma` and `ta.hma(close, 9)`: Pine's wma up to rounding (it multiplies by 2 / (n(n+1)) where Pine
   divides); hma's inner lengths are `int(9 / 2) = 4` and `int(sqrt(9)) = 3`, Pine v6's
   `wma3(2 wma4 - wma9)`.
@@ -31,19 +29,20 @@ from it, and how it is made to match Pine:
 
 Written here in plain pandas, because pandas-ta has no primitive that matches:
 
-* sma: `ta.sma` is `np.convolve` with weights 1/n, which rounds every product and misses c on a constant
-  window; the mean deviation of a flat window then comes out as rounding noise and CCI as a number where
-  the spec divides by zero. pandas' rolling mean (a compensated rolling sum, like Pine's, and exact on a
-  constant window) is used instead, on the non-na values only. The same goes for UO's rolling sums. AO
-  and VWMA follow `ta.ao` / `ta.vwma` (sma(hl2, 5) - sma(hl2, 34); sma(C V, 20) / sma(V, 20)) on it.
+* sma: `ta.sma` is `np.convolve` with weights 1/n, which rounds every product, and pandas' rolling mean
+  returns the value itself on a window of equal values; Pine divides its compensated window sum by n, so
+  a flat window's sma is the value or an ulp off it. pandas' rolling sum (compensated) over n, divided by
+  n, is used, on the non-na values only; UO's sums are the same rolling sums. AO and VWMA follow `ta.ao` /
+  `ta.vwma` (sma(hl2, 5) - sma(hl2, 34); sma(C V, 20) / sma(V, 20)) on it.
+* rma: Pine's (r (n - 1) + x) / n from the sum of the first n values over n, a plain loop on the non-na
+  values. Used for RSI's up/down averages and DMI's true range, +DM, -DM and DX.
 * stoch: `ta.stoch` and `ta.stochrsi` add an epsilon to a zero range (`non_zero_range`); Pine divides by
   zero and gets na. Written as `100 (src - lowest) / (highest - lowest)`.
 * CCI: `ta.cci` divides only the mean by the deviation (`tp - mean / (c * mad)`), and `ta.mad` takes the
   deviation around each window's own numpy mean; Pine's is around the sma. Written as
-  `(s - sma) / (0.015 MD)` with MD the mean of |s[i] - sma_t| over the window, computed from the offsets
-  s[i] - s so that cancellation cannot decide the ties a flat window produces (see `cci`).
-* RSI: `100 - 100 / (1 + U / D)` on the seeded rma, 100 when D = 0 and 0 when U = 0, carried unchanged
-  through a bar whose close did not change (exactly what the formula gives there; see `rsi`).
+  `(s - sma) / (0.015 MD)` with MD the mean of |s[i] - sma_t| over the window.
+* RSI: `100 - 100 / (1 + U / D)` on that rma, as Pine computes it: no special case, so 100 when D = 0,
+  0 when U = 0, na when both are, and a flat stretch's last-digit wobble is left for Stoch RSI to divide.
 * Williams %R: the scanner's `(highest - close) / (highest - lowest) * -100`; `ta.willr` rearranges it
   as `100 ((C - LL) / (HH - LL) - 1)`, which loses the digits of values near 0.
 * UO: the scanner form. `ta.uo` has a true range on bar 0 (where the scanner's `ta.tr` is na) and no
@@ -56,6 +55,7 @@ an average that equals close in exact arithmetic (a flat window) can vote either
 implementation, this one and Pine's included.
 """
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -97,7 +97,9 @@ def _on_valid(x: pd.Series, compute: Callable[[pd.Series], pd.Series | None]) ->
 
 
 def sma(x: pd.Series, n: int) -> pd.Series:
-    return _on_valid(x, lambda v: v.rolling(n).mean())
+    """Pine's sum / length: pandas' compensated rolling sum over n, divided by n (its rolling mean returns
+    the value itself on a window of equal values, a special case Pine does not have)."""
+    return _on_valid(x, lambda v: v.rolling(n).sum() / n)
 
 
 def rolling_sum(x: pd.Series, n: int) -> pd.Series:
@@ -109,15 +111,21 @@ def ema(x: pd.Series, n: int) -> pd.Series:
 
 
 def rma(x: pd.Series, n: int) -> pd.Series:
-    return _on_valid(x, lambda v: ta.rma(_sma_seeded(v, n), length=n) if len(v) >= n else None)
+    """Wilder's average in Pine's operation order, (r * (n - 1) + x) / n, seeded with the sma of the first
+    n values (their exact sum, rounded, over n), on the non-na values only. A plain loop: pandas-ta's rma is
+    `ewm(alpha=1/n)`, which rounds (1 - 1/n) r + x/n differently, and along a flat stretch Stoch RSI divides
+    by RSI's last digits."""
 
+    def wilder(values: pd.Series) -> pd.Series:
+        x = values.to_numpy()
+        out = np.full(len(x), np.nan)
+        if len(x) >= n:
+            out[n - 1] = state = math.fsum(x[:n]) / n
+            for k in range(n, len(x)):
+                out[k] = state = (state * (n - 1) + x[k]) / n
+        return pd.Series(out, index=values.index)
 
-def _sma_seeded(x: pd.Series, n: int) -> pd.Series:
-    """The first n values replaced by their mean on the n-th bar, so an ewm starts from Pine's seed."""
-    seeded = x.copy()
-    seeded.iloc[: n - 1] = np.nan
-    seeded.iloc[n - 1] = x.iloc[:n].mean()
-    return seeded
+    return _on_valid(x, wilder)
 
 
 def lowest_highest(high: pd.Series, low: pd.Series, n: int) -> tuple[pd.Series, pd.Series]:
@@ -150,35 +158,21 @@ def true_range(high: pd.Series, low: pd.Series, close: pd.Series) -> pd.Series:
 
 
 def rsi(x: pd.Series, n: int) -> pd.Series:
-    """100 - 100 / (1 + U / D) on the seeded rma; 100 when D = 0, else 0 when U = 0.
-
-    On a bar whose close did not change, both averages shrink by the same factor (n - 1) / n, so RSI equals
-    the previous RSI exactly; it is carried, because rounding the two averages separately leaves a few
-    ulp of wobble that a flat stretch's Stoch RSI would divide by instead of finding a zero range (na).
-    """
+    """100 - 100 / (1 + U / D) on Pine's rma, with no special case: 100 when D = 0 (U / D is +inf), 0 when
+    U = 0, na when both are (0 / 0)."""
     change = x.diff()
-    up, down = rma(change.clip(lower=0), n), rma((-change).clip(lower=0), n)
-    value = (100 - 100 / (1 + up / down)).mask(up == 0, 0.0).mask(down == 0, 100.0)
-    unchanged = (change == 0) & value.shift(1).notna()
-    return value.mask(unchanged).ffill().where(value.notna())
+    return 100 - 100 / (1 + rma(change.clip(lower=0), n) / rma((-change).clip(lower=0), n))
 
 
 def cci(source: pd.Series, n: int) -> pd.Series:
-    """(s - sma) / (0.015 MD), from each window's offsets to the current value s.
-
-    The offsets are exact for nearby prices, so the mean offset (sma - s), the numerator and MD keep a few
-    ulp of error instead of the cancellation of `x - sma` on a flat or nearly flat window, where the spec's
-    exact values tie (a flat window is 0 / 0, na; the first bar after one is 2000/3 whatever the move).
-    """
-    out = pd.Series(np.nan, index=source.index)
+    """(s - sma) / (0.015 MD), MD the mean of |s[i] - sma_t| over the window around the current sma; na
+    where MD is 0 (0 / 0)."""
+    mean = sma(source, n)
+    deviation = pd.Series(np.nan, index=source.index)
     if len(source) >= n:
         windows = np.lib.stride_tricks.sliding_window_view(source.to_numpy(), n)
-        offsets = windows - windows[:, -1:]
-        mean_offset = offsets.mean(axis=1)
-        deviation = np.abs(offsets - mean_offset[:, None]).mean(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):  # a flat window is 0 / 0: na, as in Pine
-            out.iloc[n - 1 :] = -mean_offset / (0.015 * deviation)
-    return out.where(np.isfinite(out))
+        deviation.iloc[n - 1 :] = np.abs(windows - mean.to_numpy()[n - 1 :, None]).sum(axis=1) / n
+    return divide(source - mean, 0.015 * deviation)
 
 
 # The ratings --------------------------------------------------------------------------------------

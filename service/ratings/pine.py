@@ -162,19 +162,29 @@ def _two_sum(total: float, value: float) -> tuple[float, float]:
     return moved, (total - (moved - back)) + (value - back)
 
 
+@inlined
+def _difference(total: float, lost: float, earlier: float, earlier_lost: float) -> float:
+    """The sum of the values between two compensated prefix sums: (total + lost) - (earlier + earlier_lost),
+    with the rounding of the big subtraction kept too, so a window's sum comes out correctly rounded."""
+    big, rounding = _two_sum(total, -earlier)
+    return big + ((lost - earlier_lost) + rounding)
+
+
 @compiled
 def sma(x: Panel, n: int) -> Panel:
-    """ta.sma: the mean of the last n non-na values; na until n exist and on a bar whose input is na.
+    """ta.sma: the sum of the last n non-na values divided by n; na until n exist and on a bar whose input
+    is na.
 
-    Window sums are differences of compensated prefix sums of the column's non-na values: good to about one
-    unit in the last place, with no drift however long the history. A window of n equal values gives that
-    value exactly."""
+    Window sums are differences of compensated prefix sums of the column's non-na values (`_difference`):
+    the window's sum correctly rounded, however long the history, as TradingView's compensated rolling sum
+    gives it (PyneCore measured that sum). No window is special: n equal values v give the rounded n * v
+    divided by n, which is v itself or an ulp from it (about one price in eight), as in Pine."""
     rows, columns = x.shape
     out = np.full((rows, columns), np.nan)
     prefix = np.zeros(rows + 1)  # prefix[c]: the sum of the first c non-na values, plus
     error = np.zeros(rows + 1)  # error[c]: the rounding error of that sum
     for j in range(columns):
-        count, total, lost, repeats, previous = 0, 0.0, 0.0, 0, np.nan
+        count, total, lost = 0, 0.0, 0.0
         for i in range(rows):
             value = x[i, j]
             if np.isnan(value):
@@ -183,18 +193,15 @@ def sma(x: Panel, n: int) -> Panel:
             lost += rounding
             count += 1
             prefix[count], error[count] = total, lost
-            repeats = repeats + 1 if value == previous else 1
-            previous = value
             if count >= n:
-                window = (total - prefix[count - n]) + (lost - error[count - n])
-                out[i, j] = value if repeats >= n else window / n
+                out[i, j] = _difference(total, lost, prefix[count - n], error[count - n]) / n
     return out
 
 
 @compiled
 def window_sum(x: Panel, n: int) -> Panel:
-    """math.sum: the sum of the values of the last n bars; na while the window holds an na. (Differences of
-    compensated prefix sums, as in `sma`.)"""
+    """math.sum: the sum of the values of the last n bars, correctly rounded (as in `sma`); na while the
+    window holds an na."""
     rows, columns = x.shape
     out = np.full((rows, columns), np.nan)
     prefix = np.zeros(rows + 1)
@@ -210,7 +217,7 @@ def window_sum(x: Panel, n: int) -> Panel:
                 lost += rounding
             prefix[i + 1], error[i + 1] = total, lost
             if i - last_na >= n:
-                out[i, j] = (total - prefix[i + 1 - n]) + (lost - error[i + 1 - n])
+                out[i, j] = _difference(total, lost, prefix[i + 1 - n], error[i + 1 - n])
     return out
 
 
@@ -288,22 +295,27 @@ def rma(x: Panel, n: int) -> Panel:
 
 @compiled
 def _seeded(x: Panel, n: int, wilder: bool) -> Panel:
+    """The seed is `sma`'s value on that bar (the correctly rounded sum of the n values, over n), as Pine
+    seeds with its sma; the steps are in the order PyneCore measured (the algebraically equal forms drift
+    from TradingView in the last digits)."""
     rows, columns = x.shape
     out = np.full((rows, columns), np.nan)
     alpha = 2.0 / (n + 1)
     count = np.zeros(columns, dtype=np.int64)
     state = np.zeros(columns)  # the sum of the values so far until the seed, then the average
+    lost = np.zeros(columns)  # the rounding errors of that sum
     for i in range(rows):
         for j in range(columns):
             value = x[i, j]
             if np.isnan(value):
                 continue
             count[j] += 1
-            if count[j] < n:
-                state[j] += value
-                continue
-            if count[j] == n:
-                state[j] = (state[j] + value) / n
+            if count[j] <= n:
+                state[j], rounding = _two_sum(state[j], value)
+                lost[j] += rounding
+                if count[j] < n:
+                    continue
+                state[j] = (state[j] + lost[j]) / n
             elif wilder:
                 state[j] = (state[j] * (n - 1) + value) / n
             else:
@@ -351,58 +363,36 @@ def stoch(source: Panel, high: Panel, low: Panel, n: int) -> Panel:
 
 @compiled
 def rsi(x: Panel, n: int) -> Panel:
-    """ta.rsi: U = max(change, 0), D = max(-change, 0) from bar 1; 100 - 100 / (1 + rma(U)/rma(D)), which is
-    100 when rma(D) is 0 and 0 when rma(U) is 0. First value on bar n.
+    """ta.rsi: U = max(change, 0), D = max(-change, 0) from bar 1, and 100 - 100 / (1 + rma(U) / rma(D)) in
+    that order, with no special case (PyneCore, measured): 100 where rma(D) is 0 (U / D is +inf), 0 where
+    rma(U) is 0, and na where both are (0 / 0: a history flat from its first bar). First value on bar n.
 
-    On a bar whose source did not change, both averages shrink by the same factor (n - 1)/n, so RSI equals
-    the previous RSI exactly; it is carried, because rounding the two averages separately leaves an ulp of
-    wobble that a flat stretch's Stoch RSI would divide by instead of finding a zero range (na)."""
+    On a bar whose source did not change both averages shrink by (n - 1)/n, each rounded on its own, so
+    along a flat stretch RSI wobbles in its last digits as TradingView's does, and a Stoch RSI over it
+    divides by that wobble."""
     delta = change(x)
-    up = rma(np.maximum(delta, 0.0), n)
-    down = rma(np.maximum(-delta, 0.0), n)
-    rows, columns = x.shape
-    out = np.empty((rows, columns))
-    for i in range(rows):
-        for j in range(columns):
-            u, d = up[i, j], down[i, j]
-            if np.isnan(u) or np.isnan(d):
-                out[i, j] = np.nan
-            elif i >= 1 and delta[i, j] == 0.0 and not np.isnan(out[i - 1, j]):
-                out[i, j] = out[i - 1, j]
-            elif d == 0.0:
-                out[i, j] = 100.0
-            elif u == 0.0:
-                out[i, j] = 0.0
-            else:
-                out[i, j] = 100.0 - 100.0 / (1.0 + u / d)
-    return out
+    return 100.0 - 100.0 / (1.0 + rma(np.maximum(delta, 0.0), n) / rma(np.maximum(-delta, 0.0), n))
 
 
 @compiled
 def cci(x: Panel, n: int) -> Panel:
-    """ta.cci: (x - sma) / (0.015 * MD), MD the mean of |x[i] - sma| over the last n bars around the current
-    sma; na while the window holds an na, and where MD is 0.
+    """ta.cci: (x - sma) / (0.015 * MD), MD = (1/n) * the sum of |x[i] - sma| over the last n bars, around
+    the current sma and summed newest first (the order PyneCore measured); na while the window holds an na,
+    and where MD is 0 (0 / 0).
 
-    Computed from the window's offsets to the current value, x[i] - x, which are exact for nearby values:
-    so a flat window is 0 / 0 (na) and the bar after one is 2000/3 to a few ulp, whatever the size of the
-    move, where x - sma would keep the rounding of the sum."""
+    A flat window is na when its sma is the value itself, and +-200/3 when the sma is an ulp off it, as in
+    Pine: the sign of that ulp is all the numerator and the deviation holds."""
+    mean = sma(x, n)
     rows, columns = x.shape
     out = np.full((rows, columns), np.nan)
-    mean_offset = np.empty(columns)  # sma - x
     deviation = np.empty(columns)
     for i in range(n - 1, rows):
-        mean_offset[:] = 0.0
         deviation[:] = 0.0
         for back in range(n):
             for j in range(columns):  # the symbols of a bar are independent: one vector operation
-                mean_offset[j] += x[i - back, j] - x[i, j]
+                deviation[j] += abs(x[i - back, j] - mean[i, j])
         for j in range(columns):
-            mean_offset[j] /= n
-        for back in range(n):
-            for j in range(columns):
-                deviation[j] += abs(x[i - back, j] - x[i, j] - mean_offset[j])
-        for j in range(columns):
-            out[i, j] = finite(-mean_offset[j] / (0.015 * (deviation[j] / n)))
+            out[i, j] = finite((x[i, j] - mean[i, j]) / (0.015 * (deviation[j] / n)))
     return out
 
 

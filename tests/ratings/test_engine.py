@@ -1,6 +1,7 @@
 """The panel engine: output shape, independence of symbols, truncation invariance, warm-up, flat prices,
 missing volume, tolerance, bad input, and the rating labels."""
 
+import math
 import os
 import subprocess
 import sys
@@ -113,29 +114,43 @@ def test_ratings_are_the_means_of_the_counted_votes(rated):
     assert rated["Rec.Ichimoku"].dropna().eq(0).all()  # always 0 (section 4)
 
 
-def test_a_flat_history_counts_no_oscillator_that_divides_by_its_range():
+def test_a_flat_history_counts_no_oscillator_that_divides_by_zero():
+    """One price from the first bar: every range, true range and deviation is 0, and so are both of RSI's
+    averages, so Stochastic, CCI, ADX, W%R, UO, RSI and Stoch RSI are na (20 * 0.25 / 20 is 0.25 exactly, so
+    CCI's sma is the price and its deviation 0)."""
     bars = random_walk_bars(260, seed=12).assign(open=0.25, high=0.25, low=0.25, close=0.25)
     last = engine.rate_frame(bars).iloc[-1]
-    assert last[["Rec.Stoch.K", "Rec.CCI20", "Rec.ADX", "Rec.WR", "Rec.UO", "Rec.Stoch.RSI"]].isna().all()
-    assert last[["Rec.RSI", "Rec.AO", "Rec.Mom", "Rec.MACD", "Rec.BBPower"]].eq(0).all()
+    dividing = ["Rec.RSI", "Rec.Stoch.K", "Rec.CCI20", "Rec.ADX", "Rec.WR", "Rec.UO", "Rec.Stoch.RSI"]
+    assert last[dividing].isna().all() and last[["RSI", "CCI20", "Stoch.RSI.K"]].isna().all()
+    assert last[["Rec.AO", "Rec.Mom", "Rec.MACD", "Rec.BBPower"]].eq(0).all()
     assert last[list(MA_VOTES)].eq(0).all()  # every average equals the close
     assert last["Recommend.MA"] == 0 and last["Recommend.Other"] == 0 and not last["warm"]
-    assert last["RSI"] == 100  # rma(D) = 0 comes first
 
 
-def test_a_halt_inside_a_history_shrinks_the_oscillator_denominator():
-    """Deep inside a halt (every price equal), Stochastic, CCI, W%R, UO and Stoch RSI divide by a zero
-    range and drop out, so Other averages the 6 others; they count again once prices move."""
-    rows = engine.rate_frame(halted(random_walk_bars(320, seed=13), 200, 60))
-    inside, after = rows.iloc[240], rows.iloc[300]
-    dropped = ["Rec.Stoch.K", "Rec.CCI20", "Rec.WR", "Rec.UO", "Rec.Stoch.RSI"]
-    assert (
-        inside[dropped].isna().all() and inside[["Stoch.K", "CCI20", "W.R", "UO", "Stoch.RSI.K"]].isna().all()
-    )
-    counted = inside[list(OSCILLATOR_VOTES)].dropna()
-    assert len(counted) == 6 and inside["Recommend.Other"] == counted.sum() / 6
-    assert inside["RSI"] == rows["RSI"].iloc[201]  # carried exactly through unchanged closes
-    assert after[list(VOTES)].notna().all() and after["warm"]
+def test_a_halt_inside_a_history_drops_what_divides_by_zero_and_no_more():
+    """Deep inside a halt (every price equal) Stochastic, W%R and UO divide by a zero range and drop out.
+    RSI is not carried: its two averages shrink each with its own rounding, so it wobbles in its last
+    digits, and Stoch RSI, the ratio of that wobble to its range, counts wherever the range is not exactly
+    0. CCI drops out where its sma is the price itself and is +-200/3 (vote 0) where the sma is an ulp off.
+    Everything counts again once prices move."""
+    bars = halted(random_walk_bars(320, seed=13), 200, 60)
+    rows = engine.rate_frame(bars)
+    halt = rows.iloc[214:260]  # the halt, once every 14-bar window lies inside it
+    assert halt[["Rec.Stoch.K", "Rec.WR", "Rec.UO", "Stoch.K", "W.R", "UO"]].isna().all().all()
+    rsi = rows["RSI"]
+    assert 0 < np.ptp(rsi.iloc[201:260]) < 1e-12
+    rsi_range = rsi.rolling(14).max() - rsi.rolling(14).min()
+    assert (halt["Stoch.RSI.K"].isna() == (rsi_range.iloc[214:260] == 0)).all()
+    assert halt["Rec.Stoch.RSI"].notna().sum() > 30
+    price = bars["close"].iloc[199]
+    typical = (price + price + price) / 3.0
+    flat_sma = math.fsum([typical] * 20) / 20
+    cci = rows["CCI20"].iloc[219:260]  # every 20-bar window inside the halt
+    assert cci.isna().all() if flat_sma == typical else cci.abs().eq(200 / 3).all()
+    for _, row in halt.iterrows():
+        counted = row[list(OSCILLATOR_VOTES)].dropna()
+        assert row["Recommend.Other"] == counted.sum() / len(counted)
+    assert rows.iloc[300][list(VOTES)].notna().all() and rows.iloc[300]["warm"]
 
 
 def test_without_volume_vwma_drops_out_of_a_14_vote_ma(walk, rated):
