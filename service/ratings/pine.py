@@ -223,13 +223,15 @@ def window_sum(x: Panel, n: int) -> Panel:
 
 @compiled
 def wma(x: Panel, n: int) -> Panel:
-    """ta.wma: sum of (n - i) * x[i] over i < n, divided by n(n+1)/2; na while the window holds an na."""
+    """ta.wma: sum of (n - i) * x[i] over i < n, divided by n(n+1)/2; na while the window holds an na. The
+    window is summed afresh on every bar, oldest first, as PyneCore measured TradingView doing (newest
+    first, or a rolling update, differ in the last digits)."""
     rows, columns = x.shape
     out = np.full((rows, columns), np.nan)
     norm = n * (n + 1) / 2.0
     for i in range(n - 1, rows):
         out[i] = 0.0
-        for back in range(n):
+        for back in range(n - 1, -1, -1):
             for j in range(columns):  # the symbols of a bar are independent: one vector operation
                 out[i, j] += x[i - back, j] * (n - back)
         for j in range(columns):
@@ -398,14 +400,21 @@ def cci(x: Panel, n: int) -> Panel:
 
 @compiled
 def dmi(
-    high: Panel, low: Panel, close: Panel, di_length: int, adx_smoothing: int, tolerance: float = TOLERANCE
+    high: Panel,
+    low: Panel,
+    close: Panel,
+    di_length: int,
+    adx_smoothing: int,
+    builtin: bool = False,
+    tolerance: float = TOLERANCE,
 ) -> tuple[Panel, Panel, Panel]:
-    """The scanner's DMI, as (+DI, -DI, ADX).
+    """The scanner's DMI (`dirmov` and `adx` in its Pine), or with `builtin` ta.dmi, as (+DI, -DI, ADX).
 
-    up = change(high), down = -change(low); +DM = up if up > down and up > 0, else 0 (so 0, not na, on the
-    first bar), and -DM is the mirror. Each DI = fixnan(100 * rma(DM) / rma(tr)), and ADX = 100 * rma(|+DI -
-    -DI| / (+DI + -DI, or 1 where that sum is 0)). DI is first valid on bar di_length, ADX on di_length +
-    adx_smoothing - 1."""
+    up = change(high), down = -change(low); +DM = up if up > down and up > 0, else 0, and -DM is the mirror:
+    0, not na, on the first bar in the scanner's code, na in ta.dmi (whose DM averages then seed a bar
+    later, so its DI differ during warm-up and by a decaying amount after). Each DI = fixnan(100 * rma(DM) /
+    rma(tr)), and ADX = 100 * rma(|+DI - -DI| / (+DI + -DI, or 1 where that sum is 0)). DI is first valid
+    on bar di_length, ADX on di_length + adx_smoothing - 1."""
     rows, columns = close.shape
     plus_dm = np.empty((rows, columns))
     minus_dm = np.empty((rows, columns))
@@ -413,6 +422,9 @@ def dmi(
         for j in range(columns):
             up = high[i, j] - high[i - 1, j] if i >= 1 else np.nan
             down = low[i - 1, j] - low[i, j] if i >= 1 else np.nan
+            if builtin and (np.isnan(up) or np.isnan(down)):
+                plus_dm[i, j] = minus_dm[i, j] = np.nan
+                continue
             plus_dm[i, j] = up if gt(up, down, tolerance) and gt(up, 0.0, tolerance) else 0.0
             minus_dm[i, j] = down if gt(down, up, tolerance) and gt(down, 0.0, tolerance) else 0.0
     true_range = rma(tr(high, low, close), di_length)

@@ -10,6 +10,8 @@ import pytest
 from service.ratings import engine, oracle
 from service.sample import SyntheticUniverse
 from service.sources.bars import clean_bars
+from vocabulary.features import VOTES
+from vocabulary.rules import RULE_SETS
 
 # Primitives against plain loops written from RATINGS_SPEC section 3 ---------------------------------
 
@@ -164,18 +166,35 @@ def universe() -> dict[str, dict[str, pd.DataFrame]]:
 
 
 @pytest.fixture(scope="module")
-def panel(universe) -> pd.DataFrame:
-    return engine.rate({symbol: bars for group in universe.values() for symbol, bars in group.items()})
+def panels(universe) -> dict[str, pd.DataFrame]:
+    """The whole universe rated by the engine in one panel, under each rule set."""
+    frames = {symbol: bars for group in universe.values() for symbol, bars in group.items()}
+    return {rules: engine.rate(frames, rules=rules) for rules in RULE_SETS}
 
 
+@pytest.fixture(scope="module")
+def panel(panels) -> pd.DataFrame:
+    return panels["scanner"]
+
+
+@pytest.mark.parametrize("rules", RULE_SETS)
 @pytest.mark.parametrize("group", ["synthetic", "micro", "no volume", "short", "flat", "long flat"])
-def test_engine_agrees_with_the_oracle_on_every_bar(universe, panel, group):
-    rows = dict(tuple(panel.groupby("symbol", sort=False)))
+def test_engine_agrees_with_the_oracle_on_every_bar(universe, panels, group, rules):
+    rows = dict(tuple(panels[rules].groupby("symbol", sort=False)))
     found = []
     for symbol, bars in universe[group].items():
         theirs = rows[symbol].drop(columns="symbol").reset_index(drop=True)
-        found += [f"{symbol} {line}" for line in oracle.disagreements(theirs, oracle.rate_frame(bars))]
+        ours = oracle.rate_frame(bars, rules=rules)
+        found += [f"{symbol} {line}" for line in oracle.disagreements(theirs, ours)]
     assert not found, "\n".join(found)
+
+
+def test_the_rule_sets_differ_on_this_universe(panels):
+    """The agreement above is not the same test three times: each rule set changes votes here."""
+    votes = {rules: panels[rules][list(VOTES)] for rules in RULE_SETS}
+    for one, other in (("scanner", "chart"), ("scanner", "legacy"), ("chart", "legacy")):
+        differ = ~((votes[one] == votes[other]) | (votes[one].isna() & votes[other].isna()))
+        assert differ.any(axis=None), (one, other)
 
 
 def test_long_halts_count_stoch_rsi_as_pine_does(universe, panel):

@@ -199,10 +199,12 @@ def lt(a, b):
     return a - b < -TOLERANCE
 
 
-def ref_dmi(high, low, close, di_length, adx_smoothing):
+def ref_dmi(high, low, close, di_length, adx_smoothing, builtin):
     up, down = ref_change(high), [-d for d in ref_change(low)]
     plus_dm = [u if gt(u, d) and gt(u, 0) else 0.0 for u, d in zip(up, down, strict=True)]
     minus_dm = [d if gt(d, u) and gt(d, 0) else 0.0 for u, d in zip(up, down, strict=True)]
+    if builtin and close:  # ta.dmi: no directional movement at all on the first bar
+        plus_dm[0] = minus_dm[0] = NA
     true_range = ref_seeded(ref_tr(high, low, close), di_length, True)
     plus = ref_fixnan(
         [ratio(100 * p, t) for p, t in zip(ref_seeded(plus_dm, di_length, True), true_range, strict=True)]
@@ -327,12 +329,14 @@ def test_cci_around_the_current_sma(walk, n):
 
 
 @SETTINGS
-@given(ohlc(max_bars=80), st.integers(2, 14), st.integers(2, 14))
-def test_dmi_scanner_variant(bars, di_length, adx_smoothing):
+@given(ohlc(max_bars=80), st.integers(2, 14), st.integers(2, 14), st.booleans())
+def test_dmi_scanner_and_builtin_variants(bars, di_length, adx_smoothing, builtin):
     high, low, close = bars
-    plus, minus, adx = pine.dmi(high, low, close, di_length, adx_smoothing, TOLERANCE)
+    plus, minus, adx = pine.dmi(high, low, close, di_length, adx_smoothing, builtin, TOLERANCE)
     columns = [
-        ref_dmi(high[:, j].tolist(), low[:, j].tolist(), close[:, j].tolist(), di_length, adx_smoothing)
+        ref_dmi(
+            high[:, j].tolist(), low[:, j].tolist(), close[:, j].tolist(), di_length, adx_smoothing, builtin
+        )
         for j in range(close.shape[1])
     ]
     for k, actual in enumerate((plus, minus, adx)):
