@@ -24,7 +24,7 @@ from service.ratings.pine import Panel, compiled, gt, inlined, lt
 from vocabulary import features
 from vocabulary import rules as rule_vocabulary
 from vocabulary.features import FEATURES, MA_LENGTHS, MA_VOTES, OSCILLATOR_VOTES, RATINGS, VOTES
-from vocabulary.rules import DEFAULT_RULES, RULE_SETS, check_rules
+from vocabulary.rules import DEFAULT_RULES, RULE_SETS, check_history_bars, check_rules
 
 BAR_INPUTS: Final = ("high", "low", "close", "volume")
 """The bar columns the ratings read (no component uses open)."""
@@ -65,27 +65,37 @@ differ (docs/RATINGS.md has the table). `chart` counts each vote as the Technica
 
 
 def rate(
-    frames: Mapping[str, pd.DataFrame], *, rules: str = DEFAULT_RULES, tolerance: float = pine.TOLERANCE
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    rules: str = DEFAULT_RULES,
+    history_bars: int | None = None,
+    tolerance: float = pine.TOLERANCE,
 ) -> pd.DataFrame:
     """Ratings, votes and values of every bar of every symbol.
 
     `frames` maps a symbol to its cleaned bars (`ts` strictly increasing, `high low close volume` float64,
     volume NaN when unknown). Returns one row per bar with columns `symbol, ts, bars, warm, *FEATURES`,
-    ordered by symbol then ts. `rules` is one of RULE_SETS; `tolerance` is Pine's absolute tolerance on
-    float comparisons.
+    ordered by symbol then ts. `rules` is one of RULE_SETS. With `history_bars` N each bar is rated from at
+    most the N bars up to it, warm-up included, as if its history began there (`bars` is then the number it
+    was rated from, at most N), at about N times the work. `tolerance` is Pine's absolute tolerance on float
+    comparisons.
     """
     symbols = sorted(frames)
-    rows = _rate(symbols, [frames[symbol] for symbol in symbols], _code(rules), tolerance)
+    rows = _rate(symbols, [frames[symbol] for symbol in symbols], _code(rules), history_bars, tolerance)
     lengths = [len(frames[symbol]) for symbol in symbols]
     rows.insert(0, "symbol", _symbol_column(symbols, lengths))
     return rows
 
 
 def rate_frame(
-    frame: pd.DataFrame, *, rules: str = DEFAULT_RULES, tolerance: float = pine.TOLERANCE
+    frame: pd.DataFrame,
+    *,
+    rules: str = DEFAULT_RULES,
+    history_bars: int | None = None,
+    tolerance: float = pine.TOLERANCE,
 ) -> pd.DataFrame:
     """`rate` for the bars of one symbol, without the `symbol` column."""
-    return _rate(["bars"], [frame], _code(rules), tolerance)
+    return _rate(["bars"], [frame], _code(rules), history_bars, tolerance)
 
 
 def rate_panel(
@@ -103,11 +113,10 @@ def rate_panel(
     out = np.empty((len(FEATURES), symbols, bars))
     panels = [np.ascontiguousarray(x, dtype=np.float64) for x in (high, low, close, volume)]
     starts = np.arange(symbols, dtype=np.int64) * bars
-    lengths = np.full(symbols, bars, dtype=np.int64)
+    firsts, lengths = np.zeros(symbols, dtype=np.int64), np.full(symbols, bars, dtype=np.int64)
     warm = np.empty(symbols * bars, dtype=np.bool_)
-    _rate_into(
-        *panels, _code(rules), tolerance, PERIODS, out.reshape(len(FEATURES), -1), warm, starts, lengths
-    )
+    features = out.reshape(len(FEATURES), -1)
+    _rate_into(*panels, _code(rules), tolerance, PERIODS, features, warm, starts, firsts, lengths)
     return dict(zip(FEATURES, out.transpose(0, 2, 1), strict=True))
 
 
@@ -166,29 +175,31 @@ def _rate_into(
     out,
     warm,
     starts,
+    firsts,
     lengths,
 ) -> None:
     """Every feature of the panel under rule set `rules` (SCANNER, CHART, LEGACY): bar i of column j goes to
     out[FEATURES.index(name), starts[j] + i] (and whether all 26 votes are counted to warm[starts[j] + i]),
-    for the first lengths[j] bars of column j."""
+    for the bars firsts[j] <= i < lengths[j] of column j (a column rated for its last bar only has
+    firsts[j] = lengths[j] - 1)."""
     chart = rules == CHART
     # Per cell, the running sum and count of each group's counted votes (Pine's recMA and recMAC).
     ma, ma_count = np.zeros(close.shape), np.zeros(close.shape)
     other, other_count = np.zeros(close.shape), np.zeros(close.shape)
 
     # Section 4: the moving averages against the close; the chart library votes them by math.sign, exactly.
-    _put(out[_CLOSE], close, starts, lengths)
+    _put(out[_CLOSE], close, starts, firsts, lengths)
     averages = [pine.sma(close, n) for n in MA_LENGTHS] + [pine.ema(close, n) for n in MA_LENGTHS]
     averages += [pine.hma(close, p.hull), pine.vwma(close, volume, p.vwma)]
     for k in range(len(_AVERAGES)):
-        _put(out[_AVERAGES[k]], averages[k], starts, lengths)
+        _put(out[_AVERAGES[k]], averages[k], starts, firsts, lengths)
         votes = _above_votes(close, averages[k], False, 0.0 if chart else tolerance)
-        _put_votes(out[_AVERAGE_VOTES[k]], votes, ma, ma_count, starts, lengths)
+        _put_votes(out[_AVERAGE_VOTES[k]], votes, ma, ma_count, starts, firsts, lengths)
     kijun = pine.donchian(high, low, p.kijun)
-    _put(out[_KIJUN], kijun, starts, lengths)
+    _put(out[_KIJUN], kijun, starts, firsts, lengths)
     tenkan, span_b = pine.donchian(high, low, p.tenkan), pine.donchian(high, low, p.span_b)
     ichimoku = _ichimoku_votes(close, tenkan, kijun, span_b, rules, p.displacement, tolerance)
-    _put_votes(out[_ICHIMOKU_VOTE], ichimoku, ma, ma_count, starts, lengths)
+    _put_votes(out[_ICHIMOKU_VOTE], ichimoku, ma, ma_count, starts, firsts, lengths)
 
     # Section 5: the oscillators.
     trend = close - pine.ema(close, p.trend)  # Up is trend > 0, Down is trend < 0 (tolerant)
@@ -213,7 +224,7 @@ def _rate_into(
         (_MINUS_DI, minus_di), (_AO, ao), (_MOM, mom), (_MACD, macd), (_SIGNAL, signal),
         (_STOCH_RSI_K, stoch_rsi_k), (_WR, wr), (_BB_POWER, bull + bear), (_UO, uo),
     ):  # fmt: skip
-        _put(out[row], values, starts, lengths)
+        _put(out[row], values, starts, firsts, lengths)
     for row, votes in (
         (_RSI_VOTE, _band_turn_votes(rsi, 30.0, 70.0, chart, tolerance)),
         (_STOCH_VOTE, _stoch_votes(stoch_k, stoch_d, trend, False, rules, tolerance)),
@@ -227,33 +238,33 @@ def _rate_into(
         (_BB_POWER_VOTE, _power_votes(bull, bear, trend, chart, tolerance)),
         (_UO_VOTE, _level_votes(uo, 30.0, 70.0, tolerance)),
     ):
-        _put_votes(out[row], votes, other, other_count, starts, lengths)
+        _put_votes(out[row], votes, other, other_count, starts, firsts, lengths)
 
     # Section 6: each group's mean over its counted votes; All averages whichever of the two is counted.
     ma_rating, other_rating = _mean(ma, ma_count), _mean(other, other_count)
-    _put(out[_MA], ma_rating, starts, lengths)
-    _put(out[_OTHER], other_rating, starts, lengths)
+    _put(out[_MA], ma_rating, starts, firsts, lengths)
+    _put(out[_OTHER], other_rating, starts, firsts, lengths)
     both, both_count = np.zeros(close.shape), np.zeros(close.shape)
     _tally(ma_rating, both, both_count)
     _tally(other_rating, both, both_count)
-    _put(out[_ALL], _mean(both, both_count), starts, lengths)
+    _put(out[_ALL], _mean(both, both_count), starts, firsts, lengths)
     for j in range(close.shape[1]):
-        for i in range(lengths[j]):
+        for i in range(firsts[j], lengths[j]):
             warm[starts[j] + i] = ma_count[i, j] + other_count[i, j] == len(VOTES)
 
 
 @compiled
-def _put(row, values: Panel, starts, lengths) -> None:
-    """row[starts[j] + i] = values[i, j] for the first lengths[j] bars of each column j."""
+def _put(row, values: Panel, starts, firsts, lengths) -> None:
+    """row[starts[j] + i] = values[i, j] for the bars firsts[j] <= i < lengths[j] of each column j."""
     for j in range(values.shape[1]):
-        for i in range(lengths[j]):
+        for i in range(firsts[j], lengths[j]):
             row[starts[j] + i] = values[i, j]
 
 
 @compiled
-def _put_votes(row, votes: Panel, total: Panel, count: Panel, starts, lengths) -> None:
+def _put_votes(row, votes: Panel, total: Panel, count: Panel, starts, firsts, lengths) -> None:
     """`_put` the votes, and `_tally` them into their group's sums and counts."""
-    _put(row, votes, starts, lengths)
+    _put(row, votes, starts, firsts, lengths)
     _tally(votes, total, count)
 
 
@@ -484,35 +495,67 @@ def _level_votes(x: Panel, lower: float, upper: float, tolerance: float) -> Pane
 # --- frames in, frames out ----------------------------------------------------------------------------------
 
 
-def _rate(names: Sequence[str], frames: Sequence[pd.DataFrame], rules: int, tolerance: float) -> pd.DataFrame:
-    """The long frame (without `symbol`) of the given bar frames, in their order."""
+def _rate(
+    names: Sequence[str],
+    frames: Sequence[pd.DataFrame],
+    rules: int,
+    history_bars: int | None,
+    tolerance: float,
+) -> pd.DataFrame:
+    """The long frame (without `symbol`) of the given bar frames, in their order.
+
+    The kernel rates left-aligned columns of bars, SYMBOLS_PER_PANEL columns at a time. Over all history a
+    column is one symbol's bars, each written out (symbols of similar lengths side by side carry little
+    padding). With `history_bars` N a column is the N bars (fewer at a symbol's start) ending at one bar,
+    and only that last bar is written: the whole computation reruns for every bar, inside the kernel."""
+    history_bars = check_history_bars(history_bars)
     lengths = np.array([len(frame) for frame in frames], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    starts = np.cumsum(lengths) - lengths
+    total = int(lengths.sum())
     ts = np.concatenate([_timestamps(name, frame) for name, frame in zip(names, frames, strict=True)] or [[]])
-    features = np.empty((len(FEATURES), starts[-1]))
-    warm = np.empty(starts[-1], dtype=np.bool_)
-    by_length = np.argsort(lengths, kind="stable")  # panels of similar lengths carry little padding
-    for first in range(0, len(frames), SYMBOLS_PER_PANEL):
-        chunk = by_length[first : first + SYMBOLS_PER_PANEL]
-        panels = _panels([names[k] for k in chunk], [frames[k] for k in chunk])
-        _rate_into(*panels, rules, tolerance, PERIODS, features, warm, starts[chunk], lengths[chunk])
+    columns = _columns(names, frames)
+    bars = np.arange(1, total + 1) - np.repeat(starts, lengths)
+    if history_bars is None:
+        by_length = np.argsort(lengths, kind="stable")
+        begins, widths, firsts = starts[by_length], lengths[by_length], np.zeros(len(frames), dtype=np.int64)
+    else:
+        bars = np.minimum(bars, history_bars)
+        begins, widths, firsts = np.arange(total) - bars + 1, bars, bars - 1
+    features = np.empty((len(FEATURES), total))
+    warm = np.empty(total, dtype=np.bool_)
+    for first in range(0, len(widths), SYMBOLS_PER_PANEL):
+        part = slice(first, first + SYMBOLS_PER_PANEL)
+        panels = _panels(columns, begins[part], widths[part])
+        _rate_into(
+            *panels, rules, tolerance, PERIODS, features, warm, begins[part], firsts[part], widths[part]
+        )
     frame = pd.DataFrame(features.T, columns=list(FEATURES), copy=False)
     frame.insert(0, "ts", pd.DatetimeIndex(ts.astype("datetime64[ns]")).tz_localize("UTC"))
-    frame.insert(1, "bars", np.arange(1, starts[-1] + 1) - np.repeat(starts[:-1], lengths))
+    frame.insert(1, "bars", bars.astype(np.int64))
     frame.insert(2, "warm", warm)
     return frame
 
 
-def _panels(names: Sequence[str], frames: Sequence[pd.DataFrame]) -> list[Panel]:
-    """Left-aligned panels (bar index x symbol) of high, low, close, volume: NaN after a symbol's last bar."""
-    rows = max(len(frame) for frame in frames)
-    panels = [np.full((rows, len(frames)), np.nan) for _ in BAR_INPUTS]
-    for j, (name, frame) in enumerate(zip(names, frames, strict=True)):
-        for panel, column in zip(panels, BAR_INPUTS, strict=True):
+def _columns(names: Sequence[str], frames: Sequence[pd.DataFrame]) -> list[np.ndarray]:
+    """High, low, close and volume of every frame, one after the other, then one NaN (what a panel reads
+    past a column's bars)."""
+    columns = []
+    for column in BAR_INPUTS:
+        parts = []
+        for name, frame in zip(names, frames, strict=True):
             if column not in frame.columns:
                 raise ValueError(f"{name}: missing column {column!r}")
-            panel[: len(frame), j] = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
-    return panels
+            parts.append(frame[column].to_numpy(dtype=np.float64, na_value=np.nan))
+        columns.append(np.concatenate([*parts, [np.nan]]))
+    return columns
+
+
+def _panels(columns: Sequence[np.ndarray], begins: np.ndarray, widths: np.ndarray) -> list[Panel]:
+    """Left-aligned panels (bar x column) of high, low, close, volume: column j holds the widths[j] bars
+    from position begins[j] of `columns`, then NaN."""
+    rows = np.arange(widths.max(initial=0))[:, None]
+    at = np.where(rows < widths, begins + rows, len(columns[0]) - 1)
+    return [np.ascontiguousarray(column[at]) for column in columns]
 
 
 def _timestamps(name: str, frame: pd.DataFrame) -> np.ndarray:

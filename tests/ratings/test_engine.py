@@ -1,5 +1,5 @@
 """The panel engine: output shape, independence of symbols, truncation invariance, warm-up, flat prices,
-missing volume, tolerance, bad input, and the rating labels."""
+missing volume, tolerance, bad input, the rating labels, and rating over the last N bars only."""
 
 import math
 import os
@@ -13,7 +13,9 @@ import pytest
 
 from service.ratings import engine
 from tests.support.bars import COUNTED_FROM, halted, random_walk_bars
+from vocabulary.errors import InvalidInput
 from vocabulary.features import FEATURES, MA_LENGTHS, MA_VOTES, OSCILLATOR_VOTES, VOTES, label
+from vocabulary.rules import RULE_SETS
 
 REPO = Path(__file__).resolve().parents[2]
 RATINGS_AND_VOTES = ["Recommend.All", "Recommend.MA", "Recommend.Other", *VOTES]
@@ -227,3 +229,40 @@ def test_the_compiled_engine_is_cached_where_numba_cache_dir_says(tmp_path: Path
     cache = Path(shown.stdout.strip())
     assert cache.is_relative_to(tmp_path / "numba")
     assert (cache / "engine.depends.sha256").is_file()  # the stale-cache check keeps its stamp there too
+
+
+@pytest.mark.parametrize("rules", RULE_SETS)
+def test_with_history_bars_each_bar_is_rated_from_its_last_n_bars(walk, rules):
+    """Row t equals the last row of rating only bars [t - N + 1, t] (fewer at the start): the warm-up, the
+    EMA and RMA seeds and every window start there. `bars` counts the bars a row was rated from."""
+    n = 120
+    rows = engine.rate_frame(walk, rules=rules, history_bars=n)
+    assert rows["bars"].tolist() == [min(t + 1, n) for t in range(len(walk))]
+    bars_to_check = range(len(walk)) if rules == "scanner" else [0, 1, 13, 50, 119, 120, 121, 250, 399]
+    for t in bars_to_check:
+        alone = engine.rate_frame(walk.iloc[max(0, t - n + 1) : t + 1], rules=rules).iloc[-1]
+        pd.testing.assert_series_equal(rows.iloc[t], alone, check_names=False, obj=f"bar {t}")
+    assert not rows.equals(
+        engine.rate_frame(walk, rules=rules)
+    )  # the seeds and windows differ from full history
+
+
+def test_history_bars_covering_the_history_change_nothing(walk, rated):
+    pd.testing.assert_frame_equal(engine.rate_frame(walk, history_bars=len(walk)), rated, check_exact=True)
+    rows = engine.rate_frame(walk, history_bars=250)
+    assert (rows["warm"] == (rows["bars"] >= 200)).all()  # warm once its window holds SMA200's bars
+    pd.testing.assert_frame_equal(rows.iloc[:250], rated.iloc[:250], check_exact=True)
+
+
+def test_history_bars_rate_each_symbol_alone():
+    frames = {"X:A": random_walk_bars(300, seed=21), "X:B": random_walk_bars(90, seed=22, price=3.0)}
+    together = engine.rate(frames, history_bars=64)
+    for symbol, bars in frames.items():
+        mine = together[together["symbol"] == symbol].drop(columns="symbol").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, engine.rate_frame(bars, history_bars=64), check_exact=True)
+
+
+@pytest.mark.parametrize("history_bars", [0, -5, 2.5, True, "700"])
+def test_history_bars_must_be_a_whole_number_of_bars(walk, history_bars):
+    with pytest.raises(InvalidInput, match=r"^history_bars: must be a whole number of bars >= 1"):
+        engine.rate_frame(walk, history_bars=history_bars)
