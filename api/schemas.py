@@ -21,6 +21,7 @@ from pydantic import (
 from api.encode import Format
 from service.jobs.store import KINDS, JobStatus
 from vocabulary.features import FEATURES, RATINGS
+from vocabulary.rules import DEFAULT_RULES, MAX_HISTORY_BARS, RULE_SETS
 from vocabulary.time import INTERVALS, parse_instant
 
 MAX_SYMBOLS = 20_000
@@ -60,6 +61,7 @@ Instant = Annotated[
     ),
 ]
 Interval = Literal[tuple(INTERVALS)]  # type: ignore[valid-type]
+RuleSet = Literal[RULE_SETS]  # type: ignore[valid-type]
 FeatureName = Annotated[
     str, AfterValidator(_feature), WithJsonSchema({"type": "string", "enum": ["all", *FEATURES]})
 ]
@@ -145,6 +147,7 @@ class BackfillIn(BaseModel):
             "examples": [
                 {"lake": "lake", "interval": "1d", "candidates": "portfolio_candidates.json"},
                 {"lake": "lake", "interval": "1h", "symbols": ["BINANCE:BTCUSDT"], "lag": "PT5M"},
+                {"lake": "lake", "interval": "15m", "rules": "chart", "history_bars": 700},
             ]
         },
     )
@@ -160,6 +163,18 @@ class BackfillIn(BaseModel):
         timedelta(0), ge=timedelta(0), le=timedelta(days=365), description="publication lag after bar close"
     )
     keep_zero_volume: bool = False
+    rules: RuleSet = Field(
+        DEFAULT_RULES,
+        description="TradingView's rules: scanner (the screener's, since December 2024), chart (the chart "
+        "indicator's TechnicalRating library) or legacy (the screener's before December 2024)",
+    )
+    history_bars: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_HISTORY_BARS,
+        description="rate each bar from at most this many bars up to it (warm-up included), as the scanner "
+        "does intraday; all history when absent",
+    )
 
 
 class AuditIn(BaseModel):

@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 
 from cli.app import app
-from cli.console import DataDir, names, one_line_errors, progress_bar, symbol_table
+from cli.console import DataDir, HistoryBars, Rules, names, one_line_errors, progress_bar, symbol_table
 from service.backfill import BackfillFailed, BackfillResult, HistoricalFeatureBackfill
+from vocabulary.rules import DEFAULT_RULES
 from vocabulary.spec import BackfillSpec
 from vocabulary.time import iso
 
@@ -40,16 +41,21 @@ def backfill(
     keep_zero_volume: Annotated[
         bool, typer.Option(help="Keep zero-volume bars (dropped by default).")
     ] = False,
+    rules: Rules = DEFAULT_RULES,
+    history_bars: HistoryBars = None,
     chunk_size: Annotated[int, typer.Option(help="Symbols rated at once; bounds memory.")] = 200,
     data_dir: DataDir = Path("data"),
 ) -> None:
     """Backfill the ratings of a lake into a new run, published only when complete.
 
-    Ratings use all the history in the lake (warm-up first); bars opening in [--start, --end] are stored.
+    Ratings use all the history in the lake (warm-up first), or with --history-bars N only the N bars up
+    to each bar; bars opening in [--start, --end] are stored.
 
     A symbol that cannot be read or cleaned fails on its own; the summary names its reason.
 
     Example: asof backfill --lake data/lake --candidates data/candidates.json --interval 1d --start 2020-01-01
+
+    Example: asof backfill --lake data/lake --interval 1d --rules legacy
     """
     with one_line_errors():
         spec = BackfillSpec(
@@ -62,6 +68,8 @@ def backfill(
             end=end,
             lag=pd.Timedelta(seconds=lag),
             keep_zero_volume=keep_zero_volume,
+            rules=rules,
+            history_bars=history_bars,
         )
         job = HistoricalFeatureBackfill(data_dir, spec, chunk_size=chunk_size)
         out = Console(soft_wrap=False)

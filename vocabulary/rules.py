@@ -14,6 +14,9 @@ October 2024 Ichimoku fix)."""
 
 DEFAULT_RULES: Final = "scanner"
 
+MAX_HISTORY_BARS: Final = 100_000
+"""Far beyond any history TradingView rates over; a window costs its length in work for every bar."""
+
 
 def check_rules(rules: str) -> str:
     """The rule set's name, or InvalidInput naming the accepted ones."""
@@ -25,13 +28,19 @@ def check_rules(rules: str) -> str:
 
 
 def check_history_bars(history_bars: int | None) -> int | None:
-    """None (every bar rated over all the history before it) or a whole number of bars >= 1 (each bar rated
-    over at most that many bars up to it, warm-up included); InvalidInput otherwise."""
+    """None (every bar rated over all the history before it) or a whole number of bars from 1 to
+    MAX_HISTORY_BARS (each bar rated over at most that many bars up to it, warm-up included); InvalidInput
+    otherwise."""
     if history_bars is None:
         return None
-    if isinstance(history_bars, bool) or not isinstance(history_bars, Integral) or history_bars < 1:
+    if (
+        isinstance(history_bars, bool)
+        or not isinstance(history_bars, Integral)
+        or not 1 <= history_bars <= MAX_HISTORY_BARS
+    ):
         raise InvalidInput(
-            f"must be a whole number of bars >= 1, or absent for all history, not {history_bars!r}",
+            f"must be a whole number of bars from 1 to {MAX_HISTORY_BARS}, or absent for all history, "
+            f"not {history_bars!r}",
             field="history_bars",
         )
     return int(history_bars)

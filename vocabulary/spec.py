@@ -8,6 +8,7 @@ from typing import Any, Self
 import pandas as pd
 
 from vocabulary.errors import InvalidInput
+from vocabulary.rules import DEFAULT_RULES, check_history_bars, check_rules
 from vocabulary.time import NO_LAG, check_lag, interval_length, parse_instant
 
 
@@ -40,10 +41,12 @@ class BackfillSpec(_Spec):
 
     The universe is, first found: `symbols`, the `candidates` file, the columns of the `returns` matrix, every
     symbol of the lake. Bars whose open time `ts` lies in `[start, end]` are stored (default: the span of
-    `returns` when given, else all history); ratings always use all the history the lake holds. Paths are
-    kept as given: where they must resolve (inside the data directory, for HTTP requests) is the caller's
-    rule. Construction validates every field and normalises it (symbols sorted and unique, instants UTC), so
-    two specs of the same backfill are equal and have the same `key`.
+    `returns` when given, else all history). Ratings follow the rule set `rules` and use all the history
+    the lake holds, or with `history_bars` N only the N bars up to each bar; records written before these
+    two fields existed read back with their defaults (scanner rules, all history). Paths are kept as given:
+    where they must resolve (inside the data directory, for HTTP requests) is the caller's rule.
+    Construction validates every field and normalises it (symbols sorted and unique, instants UTC), so two
+    specs of the same backfill are equal and have the same `key`.
     """
 
     lake: str
@@ -55,6 +58,8 @@ class BackfillSpec(_Spec):
     end: pd.Timestamp | None = None
     lag: pd.Timedelta = field(default=NO_LAG)
     keep_zero_volume: bool = False
+    rules: str = DEFAULT_RULES
+    history_bars: int | None = None
 
     def __post_init__(self) -> None:
         interval_length(self.interval)
@@ -84,6 +89,8 @@ class BackfillSpec(_Spec):
         self._set("lag", check_lag(self.lag))
         if not isinstance(self.keep_zero_volume, bool):
             raise InvalidInput("must be true or false", field="keep_zero_volume")
+        check_rules(self.rules)
+        self._set("history_bars", check_history_bars(self.history_bars))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able fields: instants and the lag in ISO-8601, symbols as a list."""

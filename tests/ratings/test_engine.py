@@ -262,7 +262,7 @@ def test_history_bars_rate_each_symbol_alone():
         pd.testing.assert_frame_equal(mine, engine.rate_frame(bars, history_bars=64), check_exact=True)
 
 
-@pytest.mark.parametrize("history_bars", [0, -5, 2.5, True, "700"])
+@pytest.mark.parametrize("history_bars", [0, -5, 2.5, True, "700", 100_001])
 def test_history_bars_must_be_a_whole_number_of_bars(walk, history_bars):
-    with pytest.raises(InvalidInput, match=r"^history_bars: must be a whole number of bars >= 1"):
+    with pytest.raises(InvalidInput, match=r"^history_bars: must be a whole number of bars from 1 to 100000"):
         engine.rate_frame(walk, history_bars=history_bars)
