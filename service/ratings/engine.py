@@ -58,9 +58,10 @@ _ICHIMOKU_VOTE = FEATURES.index("Rec.Ichimoku")
 _RSI_VOTE, _STOCH_VOTE, _CCI_VOTE, _ADX_VOTE, _AO_VOTE, _MOM_VOTE = _rows(*OSCILLATOR_VOTES[:6])
 _MACD_VOTE, _STOCH_RSI_VOTE, _WR_VOTE, _BB_POWER_VOTE, _UO_VOTE = _rows(*OSCILLATOR_VOTES[6:])
 
-SCANNER, CHART, LEGACY = (RULE_SETS.index(name) for name in ("scanner", "chart", "legacy"))
-"""The rule sets as the kernel takes them: one compiled kernel, branching on the code where the rules
-differ (docs/RATINGS.md has the table). `chart` counts each vote as the TechnicalRating library's
+CHART, LEGACY = (RULE_SETS.index(name) for name in ("chart", "legacy"))
+"""The rule sets the kernel branches on, as it takes them: by their index in RULE_SETS (the scanner's is
+neither, and its rules are the kernel's default). One compiled kernel branches where the rules differ
+(docs/RATINGS.md has the table). `chart` counts each vote as the TechnicalRating library's
 `calcRating(src, ...)` does, when its one named source is non-na, where the scanner names every value."""
 
 
@@ -178,7 +179,7 @@ def _rate_into(
     firsts,
     lengths,
 ) -> None:
-    """Every feature of the panel under rule set `rules` (SCANNER, CHART, LEGACY): bar i of column j goes to
+    """Every feature of the panel under the rule set with code `rules` (`_code`): bar i of column j goes to
     out[FEATURES.index(name), starts[j] + i] (and whether all 26 votes are counted to warm[starts[j] + i]),
     for the bars firsts[j] <= i < lengths[j] of column j (a column rated for its last bar only has
     firsts[j] = lengths[j] - 1)."""
