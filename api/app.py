@@ -15,7 +15,6 @@ from api.reads import ReadLimits
 from api.routes import features, health, jobs, methods, metrics, runs
 from api.settings import Settings
 from service.jobs.runner import JobLimits, JobRunner
-from service.jobs.store import Job, JobStatus
 from storage.datadir import WriterLock
 from storage.read import FeatureStore
 from storage.retention import collect
@@ -81,14 +80,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 collected.swept,
             )
 
-    def after_job(job: Job) -> None:
-        app.state.metrics.job_finished(job)
-        if job.kind == "backfill" and job.status is JobStatus.SUCCEEDED:
-            retain()
-
     limits = JobLimits(settings.max_queued_jobs, settings.max_audits, settings.max_job_history)
     app.state.runner = JobRunner(
-        settings.data_dir, catalog_wait=settings.catalog_wait, limits=limits, after_job=after_job
+        settings.data_dir,
+        catalog_wait=settings.catalog_wait,
+        limits=limits,
+        after_publish=lambda run_id: retain(),
+        after_job=lambda job: app.state.metrics.job_finished(job),
     )
     app.state.metrics = Metrics(app.state.runner, store)
     app.state.reads = ReadLimits(settings.max_read_cells, settings.max_concurrent_reads)

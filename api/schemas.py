@@ -24,6 +24,7 @@ from api.encode import Format
 from service.jobs.store import KINDS, JobStatus
 from vocabulary.errors import InvalidInput
 from vocabulary.features import FEATURES, RATINGS
+from vocabulary.rules import DEFAULT_RULES, MAX_HISTORY_BARS, RULE_SETS
 from vocabulary.time import INTERVALS, parse_instant, parse_interval
 
 MAX_SYMBOLS = 20_000
@@ -95,6 +96,7 @@ Interval = Annotated[
         }
     ),
 ]
+RuleSet = Literal[RULE_SETS]  # type: ignore[valid-type]
 FeatureName = Annotated[
     str, AfterValidator(_feature), WithJsonSchema({"type": "string", "enum": ["all", *FEATURES]})
 ]
@@ -192,6 +194,7 @@ class BackfillIn(BaseModel):
                 {"lake": "lake", "interval": "1d", "candidates": "portfolio_candidates.json"},
                 {"lake": "lake", "interval": "1h", "symbols": ["BINANCE:BTCUSDT"], "lag": "PT5M"},
                 {"lake": "lake", "interval": "1W", "from_interval": "1d"},
+                {"lake": "lake", "interval": "15m", "rules": "chart", "history_bars": 700},
             ]
         },
     )
@@ -208,12 +211,27 @@ class BackfillIn(BaseModel):
     )
     keep_zero_volume: bool = False
     dataset: str | None = Field(
-        None, max_length=64, description="the line of runs this one joins; default `<lake name>_<interval>`"
+        None,
+        max_length=64,
+        description="the line of runs this one joins; default `<lake name>_<interval>` (plus `_<rules>` when "
+        "the rules are not the scanner's)",
     )
     from_interval: Interval | None = Field(
         None,
         description="build the `interval` bars from the lake's files of this finer interval (e.g. 1d for "
         "1W); only periods the lake covers completely are stored",
+    )
+    rules: RuleSet = Field(
+        DEFAULT_RULES,
+        description="TradingView's rules: scanner (the screener's, since December 2024), chart (the chart "
+        "indicator's TechnicalRating library) or legacy (the screener's before December 2024)",
+    )
+    history_bars: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_HISTORY_BARS,
+        description="rate each bar from at most this many bars up to it (warm-up included), as the scanner "
+        "does intraday; all history when absent",
     )
 
 

@@ -11,9 +11,19 @@ import typer
 from rich.console import Console
 
 from cli.app import app
-from cli.console import INTERVALS_HELP, DataDir, names, one_line_errors, progress_bar, symbol_table
+from cli.console import (
+    INTERVALS_HELP,
+    DataDir,
+    HistoryBars,
+    Rules,
+    names,
+    one_line_errors,
+    progress_bar,
+    symbol_table,
+)
 from service.backfill import BackfillFailed, BackfillResult, HistoricalFeatureBackfill
 from storage.datadir import refuse_if_served
+from vocabulary.rules import DEFAULT_RULES
 from vocabulary.spec import BackfillSpec
 from vocabulary.time import iso
 
@@ -43,7 +53,7 @@ def backfill(
     ] = False,
     dataset: Annotated[
         str | None,
-        typer.Option(help="The line of runs this one joins (default: <lake name>_<interval>)."),
+        typer.Option(help="The line of runs this one joins (default: <lake name>_<interval>[_<rules>])."),
     ] = None,
     from_interval: Annotated[
         str | None,
@@ -53,19 +63,22 @@ def backfill(
             "--from 1d); only periods the lake covers completely are stored.",
         ),
     ] = None,
+    rules: Rules = DEFAULT_RULES,
+    history_bars: HistoryBars = None,
     chunk_size: Annotated[int, typer.Option(help="Symbols rated at once; bounds memory.")] = 200,
     data_dir: DataDir = Path("data"),
 ) -> None:
     """Backfill the ratings of a lake into a new run, published only when complete.
 
-    Ratings use all the history in the lake (warm-up first); bars opening in [--start, --end] are stored.
+    Ratings use all the history in the lake (warm-up first), or with --history-bars N only the N bars up
+    to each bar; bars opening in [--start, --end] are stored.
 
     A symbol that cannot be read or cleaned, or whose bars are not of the lake's interval (off its grid,
     closer than it, or a median spacing other than it), fails on its own; the summary names its reason.
 
     Example: asof backfill --lake data/lake --candidates data/candidates.json --interval 1d --start 2020-01-01
 
-    Example: asof backfill --lake data/lake --interval 1M --from 1d
+    Example: asof backfill --lake data/lake --interval 1M --from 1d --rules legacy
     """
     with one_line_errors():
         refuse_if_served(
@@ -85,6 +98,8 @@ def backfill(
             keep_zero_volume=keep_zero_volume,
             dataset=dataset,
             from_interval=from_interval,
+            rules=rules,
+            history_bars=history_bars,
         )
         job = HistoricalFeatureBackfill(data_dir, spec, chunk_size=chunk_size)
         out = Console(soft_wrap=False)

@@ -1,5 +1,5 @@
-"""What every `asof` command shares: the data-dir option, the intervals' help, one-line errors, progress,
-the per-symbol table, comma-separated name options."""
+"""What every `asof` command shares: the data-dir and rating options, the intervals' help, one-line errors,
+progress, the per-symbol table, comma-separated name options."""
 
 import sys
 from collections.abc import Callable, Iterator
@@ -32,6 +32,23 @@ DataDir = Annotated[
 
 INTERVALS_HELP = f"one of {' '.join(INTERVALS)}; case-sensitive: 1m is a minute, 1M a month"
 """What an --interval option accepts, for its help."""
+
+
+Rules = Annotated[
+    str,
+    typer.Option(
+        help="TradingView's rules: scanner (the screener's since December 2024), chart (the chart "
+        "indicator's library) or legacy (the screener's before December 2024)."
+    ),
+]
+HistoryBars = Annotated[
+    int | None,
+    typer.Option(
+        help="Rate each bar from at most this many bars up to it, warm-up included (the scanner's intraday "
+        "window); costs this many bars of work per bar. All history when absent.",
+        show_default=False,
+    ),
+]
 
 
 def existing_data_dir(data_dir: Path) -> Path:

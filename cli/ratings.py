@@ -9,17 +9,22 @@ import pandas as pd
 import typer
 
 from cli.app import app
-from cli.console import INTERVALS_HELP
+from cli.console import INTERVALS_HELP, HistoryBars, Rules
 from service.ratings.engine import rate_frame
 from service.sources.bars import CleaningReport, OHLCVError, clean_bars, read_bars
 from service.sources.spacing import spacing_problem
+from vocabulary.errors import InvalidInput
 from vocabulary.features import FEATURES, VOTES
+from vocabulary.rules import DEFAULT_RULES, check_history_bars, check_rules
 from vocabulary.time import available_at, parse_interval
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 
 
-@app.command(epilog="Example: asof ratings BINANCE_BTCUSDT_1d.csv -o btc.parquet")
+@app.command(
+    epilog="Example: asof ratings BINANCE_BTCUSDT_1d.csv -o btc.parquet; "
+    "asof ratings BINANCE_BTCUSDT_15m.csv --interval 15m --rules chart --history-bars 700"
+)
 def ratings(
     file: Annotated[
         Path,
@@ -41,22 +46,31 @@ def ratings(
     keep_zero_volume: Annotated[
         bool, typer.Option("--keep-zero-volume", help="Keep zero-volume bars (TradingView drops them).")
     ] = False,
+    rules: Rules = DEFAULT_RULES,
+    history_bars: HistoryBars = None,
 ) -> None:
     """Rate every bar of one OHLCV file: TradingView's Technical Ratings, 26 votes and indicator values.
 
     The bars are cleaned as a backfill cleans them (sorted, last of duplicated timestamps kept, zero-volume
-    bars dropped, bad rows refused) and rated by the panel engine. Out comes one row per bar: ts (bar open,
-    UTC), available_at, bars, warm and every feature; CSV on stdout unless -o is given. A one-line summary
-    of the cleaning goes to stderr, and a warning when the bars do not look like --interval bars (off its
-    grid, closer than it, or another median spacing), which a backfill would refuse. Bad input exits with
-    status 1 and names the column and row at fault.
+    bars dropped, bad rows refused) and rated by the panel engine under --rules, over all the file's
+    history or, with --history-bars N, over the N bars up to each bar. Out comes one row per bar: ts (bar
+    open, UTC), available_at, bars (the bars it was rated from), warm and every feature; CSV on stdout
+    unless -o is given. A one-line summary of the cleaning goes to stderr, and a warning when the bars do
+    not look like --interval bars (off its grid, closer than it, or another median spacing), which a
+    backfill would refuse. Bad input exits with status 1 and names the column and row at fault.
     """
     if output is not None and output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise typer.BadParameter(f"{output.name}: expected a .csv or .parquet file", param_hint="'--output'")
-    try:
-        bar = parse_interval(interval)
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="'--interval'") from None
+    for check, value, option in (
+        (parse_interval, interval, "--interval"),
+        (check_rules, rules, "--rules"),
+        (check_history_bars, history_bars, "--history-bars"),
+    ):
+        try:
+            check(value)
+        except InvalidInput as error:
+            raise typer.BadParameter(error.message, param_hint=f"'{option}'") from None
+    bar = parse_interval(interval)
     try:
         raw = read_bars(file)
         bars, report = clean_bars(raw, keep_zero_volume=keep_zero_volume)
@@ -67,7 +81,7 @@ def ratings(
     problem = spacing_problem(raw["ts"], bar)
     if problem is not None:
         typer.echo(f"asof ratings: warning: {file.name}: {problem}", err=True)
-    rows = rate_frame(bars)
+    rows = rate_frame(bars, rules=rules, history_bars=history_bars)
     rows.insert(1, "available_at", available_at(rows["ts"], bar))
     rows = rows.astype(dict.fromkeys(VOTES, "Int8"))[["ts", "available_at", "bars", "warm", *FEATURES]]
     _write(rows, output)

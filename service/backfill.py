@@ -187,10 +187,15 @@ class HistoricalFeatureBackfill:
     def _rows(
         self, frames: dict[str, pd.DataFrame], start: pd.Timestamp | None, end: pd.Timestamp | None
     ) -> pd.DataFrame:
-        """Rate every bar of the chunk, keep those in `[start, end]`, and stamp their `available_at`."""
+        """Rate the chunk's bars under the spec's rules, keep those in `[start, end]`, and stamp their
+        `available_at`. With `history_bars` N a stored row reads only the N bars up to it, so bars before
+        that (and after `end`) are not rated at all: each rated bar costs N bars of work."""
         if not frames:
             return pd.DataFrame(columns=[*ROW_META, *FEATURES])
-        rated = rate(frames)
+        history_bars = self.spec.history_bars
+        if history_bars is not None:
+            frames = {symbol: _bars_needed(bars, start, end, history_bars) for symbol, bars in frames.items()}
+        rated = rate(frames, rules=self.spec.rules, history_bars=history_bars)
         keep = pd.Series(True, index=rated.index)
         if start is not None:
             keep &= rated["ts"] >= start
@@ -199,6 +204,15 @@ class HistoricalFeatureBackfill:
         rows = rated[keep].reset_index(drop=True)
         rows.insert(2, "available_at", available_at(rows["ts"], self.spec.interval, self.spec.lag))
         return rows[[*ROW_META, *FEATURES]]
+
+
+def _bars_needed(
+    bars: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None, history_bars: int
+) -> pd.DataFrame:
+    """The bars the stored rows of `[start, end]` read when each is rated from its last `history_bars`."""
+    first = 0 if start is None else max(0, int(bars["ts"].searchsorted(start)) - history_bars + 1)
+    last = len(bars) if end is None else int(bars["ts"].searchsorted(end, side="right"))
+    return bars.iloc[first:last]
 
 
 def _stored_statuses(reports: dict[str, CleaningReport], rows: pd.DataFrame) -> Iterator[SymbolStatus]:

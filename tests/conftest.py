@@ -26,10 +26,16 @@ class Backfilled:
 def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Backfilled]:
     """`backfilled(universe, returns=True)`: write `universe` into a fresh folder and backfill its lake at 1d
     into a data dir, as a user would. `returns`/`candidates` name the sample's files in the spec; `inside`
-    writes the sample into the data dir (under `sample/`), where paths named over HTTP must resolve."""
+    writes the sample into the data dir (under `sample/`), where paths named over HTTP must resolve; other
+    keywords (`rules`, `history_bars`, `start`) go to the spec as they are."""
 
     def build(
-        universe: SyntheticUniverse, *, returns: bool = False, candidates: bool = False, inside: bool = False
+        universe: SyntheticUniverse,
+        *,
+        returns: bool = False,
+        candidates: bool = False,
+        inside: bool = False,
+        **spec_options: object,
     ) -> Backfilled:
         root = tmp_path_factory.mktemp("backfilled")
         data_dir = root / "data"
@@ -39,6 +45,7 @@ def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Backfi
             interval="1d",
             returns=files.returns if returns else None,
             candidates=files.candidates if candidates else None,
+            **spec_options,
         )
         return Backfilled(files, data_dir, HistoricalFeatureBackfill(data_dir, spec).run().run)
 

@@ -10,6 +10,7 @@ from typing import Any, Final, Self
 import pandas as pd
 
 from vocabulary.errors import InvalidInput
+from vocabulary.rules import DEFAULT_RULES, check_history_bars, check_rules
 from vocabulary.time import NO_LAG, Interval, check_lag, parse_instant, parse_interval
 
 DATASET_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
@@ -26,10 +27,11 @@ def check_dataset(name: str) -> str:
     return name
 
 
-def default_dataset(lake: str, interval: str) -> str:
-    """`<lake folder or file name>_<interval>`, with characters a dataset name cannot hold replaced."""
+def default_dataset(lake: str, interval: str, rules: str = DEFAULT_RULES) -> str:
+    """`<lake folder or file name>_<interval>`, plus `_<rules>` for rules other than the scanner's (a dataset
+    holds one interval and one rule set), with characters a dataset name cannot hold replaced."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", PurePath(lake).stem).strip("._-")[:48] or "lake"
-    return f"{stem}_{interval}"
+    return f"{stem}_{interval}" + ("" if rules == DEFAULT_RULES else f"_{rules}")
 
 
 class _Spec:
@@ -61,10 +63,12 @@ class BackfillSpec(_Spec):
 
     The universe is, first found: `symbols`, the `candidates` file, the columns of the `returns` matrix, every
     symbol of the lake. Bars whose open time `ts` lies in `[start, end]` are stored (default: the span of
-    `returns` when given, else all history); ratings always use all the history the lake holds. Paths are
-    kept as given: where they must resolve (inside the data directory, for HTTP requests) is the caller's
-    rule. Construction validates every field and normalises it (symbols sorted and unique, instants UTC), so
-    two specs of the same backfill are equal and have the same `key`.
+    `returns` when given, else all history). Ratings follow the rule set `rules` and use all the history
+    the lake holds, or with `history_bars` N only the N bars up to each bar; records written before these
+    two fields existed read back with their defaults (scanner rules, all history). Paths are kept as given:
+    where they must resolve (inside the data directory, for HTTP requests) is the caller's rule.
+    Construction validates every field and normalises it (symbols sorted and unique, instants UTC), so two
+    specs of the same backfill are equal and have the same `key`.
 
     With `from_interval` the lake holds bars of that finer interval (its files carry its suffix), and the
     interval's bars are built from them (`service.sources.resample`); it must tile the interval (1h into 4h,
@@ -81,8 +85,10 @@ class BackfillSpec(_Spec):
     lag: pd.Timedelta = field(default=NO_LAG)
     keep_zero_volume: bool = False
     dataset: str | None = None
-    """The line of runs this one joins; default `<lake folder name>_<interval>`."""
+    """The line of runs this one joins; default `<lake folder name>_<interval>[_<rules>]`."""
     from_interval: str | None = None
+    rules: str = DEFAULT_RULES
+    history_bars: int | None = None
 
     def __post_init__(self) -> None:
         target = parse_interval(self.interval)
@@ -96,7 +102,6 @@ class BackfillSpec(_Spec):
                 )
         if not str(self.lake):
             raise InvalidInput("give the lake to backfill", field="lake")
-        self._set("dataset", check_dataset(self.dataset or default_dataset(str(self.lake), self.interval)))
         if self.symbols is not None and self.candidates is not None:
             raise InvalidInput("give either candidates or symbols, not both", field="candidates")
         if self.symbols is not None:
@@ -121,6 +126,10 @@ class BackfillSpec(_Spec):
         self._set("lag", check_lag(self.lag))
         if not isinstance(self.keep_zero_volume, bool):
             raise InvalidInput("must be true or false", field="keep_zero_volume")
+        check_rules(self.rules)
+        self._set("history_bars", check_history_bars(self.history_bars))
+        dataset = self.dataset or default_dataset(str(self.lake), self.interval, self.rules)
+        self._set("dataset", check_dataset(dataset))
 
     @property
     def lake_interval(self) -> Interval:

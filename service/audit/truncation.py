@@ -1,6 +1,6 @@
 """Check 1, truncation invariance: a stored row, served at its `available_at`, equals what the backfill's
-cleaning, resampling and engine compute from the lake cut at that instant (only bars whose close plus lag is
-at or before it)."""
+cleaning, resampling and engine (under the run's rules and history window) compute from the lake cut at that
+instant (only bars whose close plus lag is at or before it)."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +43,8 @@ def check_truncation(
         bars, _ = clean_bars(cut, keep_zero_volume=run.spec.keep_zero_volume, max_refused=1.0)
         if run.spec.from_interval is not None:  # the cut holds every bar that closed by as_of - lag
             bars = resample(bars, parse_interval(run.interval), complete_until=as_of - run.lag)
-        expected = rate({symbol: bars}).drop(columns="symbol")
+        expected = rate({symbol: bars}, rules=run.spec.rules, history_bars=run.spec.history_bars)
+        expected = expected.drop(columns="symbol")
         expected = expected[in_span(expected["ts"], run)]
         served = store.history(symbol, run_id=run.run_id, features="all", as_of=as_of)
         compared += len(served)

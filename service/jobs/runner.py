@@ -84,10 +84,12 @@ class JobRunner:
         cancel_grace: float = 30.0,
         catalog_wait: float = 10.0,
         limits: JobLimits = JobLimits(),
+        after_publish: Callable[[str], None] | None = None,
         after_job: Callable[[Job], None] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.limits = limits
+        self.after_publish = after_publish
         self.after_job = after_job
         self.jobs = JobStore(Catalog(self.data_dir, lock_timeout=catalog_wait))
         self.progress_every = progress_every
@@ -287,6 +289,9 @@ class JobRunner:
         else:
             status = JobStatus.FAILED
             fields |= {"message": outcome.message, "errors": outcome.errors}
+        if isinstance(outcome, Succeeded) and job.kind == "backfill" and self.after_publish is not None:
+            # before the job reads as done, so a client that sees it done sees what follows a publish too
+            self._housekeeping(job_id, self.after_publish, outcome.run_id)
         final = self._recorded(
             job_id, lambda: self.jobs.transition(job_id, status, expect=_RUNNING, **fields)
         )
@@ -295,10 +300,15 @@ class JobRunner:
         except Unavailable as error:
             logger.warning("job history not pruned: %s", error)
         if final is not None and self.after_job is not None:
-            try:
-                self.after_job(final)
-            except Exception:  # housekeeping (retention, metrics) must not fail the job it follows
-                logger.exception("after job %s: housekeeping failed", job_id)
+            self._housekeeping(job_id, self.after_job, final)
+
+    @staticmethod
+    def _housekeeping[T](job_id: str, hook: Callable[[T], None], argument: T) -> None:
+        """Run a hook (retention, metrics) that must not fail the job it follows."""
+        try:
+            hook(argument)
+        except Exception:
+            logger.exception("after job %s: housekeeping failed", job_id)
 
     def pinned(self) -> frozenset[str]:
         """The runs queued or running jobs need (the run an audit examines)."""

@@ -1,5 +1,5 @@
-"""The panel ratings engine: TradingView's Technical Ratings (RATINGS_SPEC sections 4 to 6), many symbols at
-a time.
+"""The panel ratings engine: TradingView's Technical Ratings (RATINGS_SPEC sections 4 to 6, and the rule sets
+of section 7 that docs/RATINGS.md lists), many symbols at a time.
 
 Symbols are laid side by side in a panel (bar index x symbol) in which every symbol is LEFT-ALIGNED at its
 own first bar: row i holds each symbol's i-th bar, and a shorter history is padded with na after its end.
@@ -22,7 +22,9 @@ import pyarrow as pa
 from service.ratings import pine
 from service.ratings.pine import Panel, compiled, gt, inlined, lt
 from vocabulary import features
+from vocabulary import rules as rule_vocabulary
 from vocabulary.features import FEATURES, MA_LENGTHS, MA_VOTES, OSCILLATOR_VOTES, RATINGS, VOTES
+from vocabulary.rules import DEFAULT_RULES, RULE_SETS, check_history_bars, check_rules
 
 BAR_INPUTS: Final = ("high", "low", "close", "volume")
 """The bar columns the ratings read (no component uses open)."""
@@ -56,28 +58,55 @@ _ICHIMOKU_VOTE = FEATURES.index("Rec.Ichimoku")
 _RSI_VOTE, _STOCH_VOTE, _CCI_VOTE, _ADX_VOTE, _AO_VOTE, _MOM_VOTE = _rows(*OSCILLATOR_VOTES[:6])
 _MACD_VOTE, _STOCH_RSI_VOTE, _WR_VOTE, _BB_POWER_VOTE, _UO_VOTE = _rows(*OSCILLATOR_VOTES[6:])
 
+CHART, LEGACY = (RULE_SETS.index(name) for name in ("chart", "legacy"))
+"""The rule sets the kernel branches on, as it takes them: by their index in RULE_SETS (the scanner's is
+neither, and its rules are the kernel's default). One compiled kernel branches where the rules differ
+(docs/RATINGS.md has the table). `chart` counts each vote as the TechnicalRating library's
+`calcRating(src, ...)` does, when its one named source is non-na, where the scanner names every value."""
 
-def rate(frames: Mapping[str, pd.DataFrame], *, tolerance: float = pine.TOLERANCE) -> pd.DataFrame:
+
+def rate(
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    rules: str = DEFAULT_RULES,
+    history_bars: int | None = None,
+    tolerance: float = pine.TOLERANCE,
+) -> pd.DataFrame:
     """Ratings, votes and values of every bar of every symbol.
 
     `frames` maps a symbol to its cleaned bars (`ts` strictly increasing, `high low close volume` float64,
     volume NaN when unknown). Returns one row per bar with columns `symbol, ts, bars, warm, *FEATURES`,
-    ordered by symbol then ts. `tolerance` is Pine's absolute tolerance on float comparisons.
+    ordered by symbol then ts. `rules` is one of RULE_SETS. With `history_bars` N each bar is rated from at
+    most the N bars up to it, warm-up included, as if its history began there (`bars` is then the number it
+    was rated from, at most N), at about N times the work. `tolerance` is Pine's absolute tolerance on float
+    comparisons.
     """
     symbols = sorted(frames)
-    rows = _rate(symbols, [frames[symbol] for symbol in symbols], tolerance)
+    rows = _rate(symbols, [frames[symbol] for symbol in symbols], _code(rules), history_bars, tolerance)
     lengths = [len(frames[symbol]) for symbol in symbols]
     rows.insert(0, "symbol", _symbol_column(symbols, lengths))
     return rows
 
 
-def rate_frame(frame: pd.DataFrame, *, tolerance: float = pine.TOLERANCE) -> pd.DataFrame:
+def rate_frame(
+    frame: pd.DataFrame,
+    *,
+    rules: str = DEFAULT_RULES,
+    history_bars: int | None = None,
+    tolerance: float = pine.TOLERANCE,
+) -> pd.DataFrame:
     """`rate` for the bars of one symbol, without the `symbol` column."""
-    return _rate(["bars"], [frame], tolerance)
+    return _rate(["bars"], [frame], _code(rules), history_bars, tolerance)
 
 
 def rate_panel(
-    high: Panel, low: Panel, close: Panel, volume: Panel, *, tolerance: float = pine.TOLERANCE
+    high: Panel,
+    low: Panel,
+    close: Panel,
+    volume: Panel,
+    *,
+    rules: str = DEFAULT_RULES,
+    tolerance: float = pine.TOLERANCE,
 ) -> dict[str, Panel]:
     """Every feature as a panel (shaped like close), from left-aligned panels of bars: the engine without
     frames. Padding (na after a symbol's end) rates as na bars do; `rate` never asks for it."""
@@ -85,10 +114,16 @@ def rate_panel(
     out = np.empty((len(FEATURES), symbols, bars))
     panels = [np.ascontiguousarray(x, dtype=np.float64) for x in (high, low, close, volume)]
     starts = np.arange(symbols, dtype=np.int64) * bars
-    lengths = np.full(symbols, bars, dtype=np.int64)
+    firsts, lengths = np.zeros(symbols, dtype=np.int64), np.full(symbols, bars, dtype=np.int64)
     warm = np.empty(symbols * bars, dtype=np.bool_)
-    _rate_into(*panels, tolerance, PERIODS, out.reshape(len(FEATURES), -1), warm, starts, lengths)
+    features = out.reshape(len(FEATURES), -1)
+    _rate_into(*panels, _code(rules), tolerance, PERIODS, features, warm, starts, firsts, lengths)
     return dict(zip(FEATURES, out.transpose(0, 2, 1), strict=True))
+
+
+def _code(rule_set: str) -> int:
+    """The kernel's code of a rule set; InvalidInput (a ValueError) for an unknown one."""
+    return RULE_SETS.index(check_rules(rule_set))
 
 
 # --- the kernel ---------------------------------------------------------------------------------------------
@@ -120,6 +155,7 @@ class Periods(NamedTuple):
     macd_signal: int = 9
     wr: int = 14
     power: int = 13  # the EMA under Bull and Bear Power
+    displacement: int = 26  # chart: the spans Ichimoku votes on are those of this many bars ago
     uo_short: int = 7
     uo_middle: int = 14
     uo_long: int = 28
@@ -134,40 +170,45 @@ def _rate_into(
     low: Panel,
     close: Panel,
     volume: Panel,
+    rules: int,
     tolerance: float,
     p: Periods,
     out,
     warm,
     starts,
+    firsts,
     lengths,
 ) -> None:
-    """Every feature of the panel: bar i of column j goes to out[FEATURES.index(name), starts[j] + i] (and
-    whether all 26 votes are counted to warm[starts[j] + i]), for the first lengths[j] bars of column j."""
+    """Every feature of the panel under the rule set with code `rules` (`_code`): bar i of column j goes to
+    out[FEATURES.index(name), starts[j] + i] (and whether all 26 votes are counted to warm[starts[j] + i]),
+    for the bars firsts[j] <= i < lengths[j] of column j (a column rated for its last bar only has
+    firsts[j] = lengths[j] - 1)."""
+    chart = rules == CHART
     # Per cell, the running sum and count of each group's counted votes (Pine's recMA and recMAC).
     ma, ma_count = np.zeros(close.shape), np.zeros(close.shape)
     other, other_count = np.zeros(close.shape), np.zeros(close.shape)
 
-    # Section 4: the moving averages against the close.
-    _put(out[_CLOSE], close, starts, lengths)
+    # Section 4: the moving averages against the close; the chart library votes them by math.sign, exactly.
+    _put(out[_CLOSE], close, starts, firsts, lengths)
     averages = [pine.sma(close, n) for n in MA_LENGTHS] + [pine.ema(close, n) for n in MA_LENGTHS]
     averages += [pine.hma(close, p.hull), pine.vwma(close, volume, p.vwma)]
     for k in range(len(_AVERAGES)):
-        _put(out[_AVERAGES[k]], averages[k], starts, lengths)
-        votes = _above_votes(close, averages[k], tolerance)
-        _put_votes(out[_AVERAGE_VOTES[k]], votes, ma, ma_count, starts, lengths)
+        _put(out[_AVERAGES[k]], averages[k], starts, firsts, lengths)
+        votes = _above_votes(close, averages[k], False, 0.0 if chart else tolerance)
+        _put_votes(out[_AVERAGE_VOTES[k]], votes, ma, ma_count, starts, firsts, lengths)
     kijun = pine.donchian(high, low, p.kijun)
-    _put(out[_KIJUN], kijun, starts, lengths)
+    _put(out[_KIJUN], kijun, starts, firsts, lengths)
     tenkan, span_b = pine.donchian(high, low, p.tenkan), pine.donchian(high, low, p.span_b)
-    ichimoku = _ichimoku_votes(close, tenkan, kijun, span_b, tolerance)
-    _put_votes(out[_ICHIMOKU_VOTE], ichimoku, ma, ma_count, starts, lengths)
+    ichimoku = _ichimoku_votes(close, tenkan, kijun, span_b, rules, p.displacement, tolerance)
+    _put_votes(out[_ICHIMOKU_VOTE], ichimoku, ma, ma_count, starts, firsts, lengths)
 
     # Section 5: the oscillators.
     trend = close - pine.ema(close, p.trend)  # Up is trend > 0, Down is trend < 0 (tolerant)
     rsi = pine.rsi(close, p.rsi)
     stoch_k = pine.sma(pine.stoch(close, high, low, p.stoch), p.smooth)
     stoch_d = pine.sma(stoch_k, p.smooth)
-    cci = pine.cci((high + low + close) / 3.0, p.cci)
-    plus_di, minus_di, adx = pine.dmi(high, low, close, p.di, p.adx, tolerance)
+    cci = pine.cci(close if chart else (high + low + close) / 3.0, p.cci)
+    plus_di, minus_di, adx = pine.dmi(high, low, close, p.di, p.adx, chart, tolerance)
     hl2 = (high + low) / 2.0
     ao = pine.sma(hl2, p.ao_fast) - pine.sma(hl2, p.ao_slow)
     mom = pine.mom(close, p.mom)
@@ -184,47 +225,47 @@ def _rate_into(
         (_MINUS_DI, minus_di), (_AO, ao), (_MOM, mom), (_MACD, macd), (_SIGNAL, signal),
         (_STOCH_RSI_K, stoch_rsi_k), (_WR, wr), (_BB_POWER, bull + bear), (_UO, uo),
     ):  # fmt: skip
-        _put(out[row], values, starts, lengths)
+        _put(out[row], values, starts, firsts, lengths)
     for row, votes in (
-        (_RSI_VOTE, _band_turn_votes(rsi, 30.0, 70.0, tolerance)),
-        (_STOCH_VOTE, _stoch_votes(stoch_k, stoch_d, trend, False, tolerance)),
-        (_CCI_VOTE, _band_turn_votes(cci, -100.0, 100.0, tolerance)),
-        (_ADX_VOTE, _adx_votes(adx, plus_di, minus_di, tolerance)),
-        (_AO_VOTE, _ao_votes(ao, tolerance)),
-        (_MOM_VOTE, _above_votes(mom, pine.shift(mom), tolerance)),
-        (_MACD_VOTE, _above_votes(macd, signal, tolerance)),
-        (_STOCH_RSI_VOTE, _stoch_votes(stoch_rsi_k, stoch_rsi_d, trend, True, tolerance)),
-        (_WR_VOTE, _band_turn_votes(wr, -80.0, -20.0, tolerance)),
-        (_BB_POWER_VOTE, _power_votes(bull, bear, trend, tolerance)),
+        (_RSI_VOTE, _band_turn_votes(rsi, 30.0, 70.0, chart, tolerance)),
+        (_STOCH_VOTE, _stoch_votes(stoch_k, stoch_d, trend, False, rules, tolerance)),
+        (_CCI_VOTE, _band_turn_votes(cci, -100.0, 100.0, chart, tolerance)),
+        (_ADX_VOTE, _adx_votes(adx, plus_di, minus_di, rules, tolerance)),
+        (_AO_VOTE, _ao_votes(ao, chart, tolerance)),
+        (_MOM_VOTE, _above_votes(mom, pine.shift(mom), chart, tolerance)),
+        (_MACD_VOTE, _above_votes(macd, signal, chart, tolerance)),
+        (_STOCH_RSI_VOTE, _stoch_votes(stoch_rsi_k, stoch_rsi_d, trend, True, rules, tolerance)),
+        (_WR_VOTE, _band_turn_votes(wr, -80.0, -20.0, chart, tolerance)),
+        (_BB_POWER_VOTE, _power_votes(bull, bear, trend, chart, tolerance)),
         (_UO_VOTE, _level_votes(uo, 30.0, 70.0, tolerance)),
     ):
-        _put_votes(out[row], votes, other, other_count, starts, lengths)
+        _put_votes(out[row], votes, other, other_count, starts, firsts, lengths)
 
     # Section 6: each group's mean over its counted votes; All averages whichever of the two is counted.
     ma_rating, other_rating = _mean(ma, ma_count), _mean(other, other_count)
-    _put(out[_MA], ma_rating, starts, lengths)
-    _put(out[_OTHER], other_rating, starts, lengths)
+    _put(out[_MA], ma_rating, starts, firsts, lengths)
+    _put(out[_OTHER], other_rating, starts, firsts, lengths)
     both, both_count = np.zeros(close.shape), np.zeros(close.shape)
     _tally(ma_rating, both, both_count)
     _tally(other_rating, both, both_count)
-    _put(out[_ALL], _mean(both, both_count), starts, lengths)
+    _put(out[_ALL], _mean(both, both_count), starts, firsts, lengths)
     for j in range(close.shape[1]):
-        for i in range(lengths[j]):
+        for i in range(firsts[j], lengths[j]):
             warm[starts[j] + i] = ma_count[i, j] + other_count[i, j] == len(VOTES)
 
 
 @compiled
-def _put(row, values: Panel, starts, lengths) -> None:
-    """row[starts[j] + i] = values[i, j] for the first lengths[j] bars of each column j."""
+def _put(row, values: Panel, starts, firsts, lengths) -> None:
+    """row[starts[j] + i] = values[i, j] for the bars firsts[j] <= i < lengths[j] of each column j."""
     for j in range(values.shape[1]):
-        for i in range(lengths[j]):
+        for i in range(firsts[j], lengths[j]):
             row[starts[j] + i] = values[i, j]
 
 
 @compiled
-def _put_votes(row, votes: Panel, total: Panel, count: Panel, starts, lengths) -> None:
+def _put_votes(row, votes: Panel, total: Panel, count: Panel, starts, firsts, lengths) -> None:
     """`_put` the votes, and `_tally` them into their group's sums and counts."""
-    _put(row, votes, starts, lengths)
+    _put(row, votes, starts, firsts, lengths)
     _tally(votes, total, count)
 
 
@@ -275,25 +316,55 @@ def _back(x: Panel, i: int, j: int, bars: int) -> float:
 
 
 @compiled
-def _ichimoku_votes(close: Panel, tenkan: Panel, kijun: Panel, span_b: Panel, tolerance: float) -> Panel:
-    """Section 4, on the current (unshifted) lines. "Kijun > SpanA" and "Tenkan > Kijun" contradict each
-    other (SpanA is their midpoint), so the vote is 0 wherever it is counted (from bar 51)."""
+def _ichimoku_votes(
+    close: Panel, tenkan: Panel, kijun: Panel, span_b: Panel, rules: int, displacement: int, tolerance: float
+) -> Panel:
+    """Section 4 and its variants. Scanner: the spans as computed on the current bar; "Kijun > SpanA" and
+    "Tenkan > Kijun" contradict each other (SpanA is their midpoint), so the vote is 0 wherever it is counted
+    (from bar 51). Chart: the same ordering on the spans of `displacement` bars ago, counted while the
+    current span B is. Legacy: close crossing Tenkan inside the cloud's side of Kijun (section 7)."""
     rows, columns = close.shape
     out = np.empty((rows, columns))
     for i in range(rows):
         for j in range(columns):
             c, t, k, b = close[i, j], tenkan[i, j], kijun[i, j], span_b[i, j]
             a = (t + k) / 2.0
-            buy = gt(a, b, tolerance) and gt(k, a, tolerance) and gt(t, k, tolerance) and gt(c, t, tolerance)
-            sell = lt(a, b, tolerance) and lt(k, a, tolerance) and lt(t, k, tolerance) and lt(c, t, tolerance)
-            out[i, j] = _vote(buy, sell, _defined(a, b, c, _back(close, i, j, 1), k, t))
+            before = _back(close, i, j, 1)
+            if rules == CHART:
+                t_then, k_then = _back(tenkan, i, j, displacement), _back(kijun, i, j, displacement)
+                a, lagged_b, counted = (t_then + k_then) / 2.0, _back(span_b, i, j, displacement), _defined(b)
+                buy = gt(a, lagged_b, tolerance) and gt(k, a, tolerance)
+                sell = lt(a, lagged_b, tolerance) and lt(k, a, tolerance)
+                buy = buy and gt(t, k, tolerance) and gt(c, t, tolerance)
+                sell = sell and lt(t, k, tolerance) and lt(c, t, tolerance)
+            elif rules == LEGACY:
+                buy = gt(a, b, tolerance) and gt(c, a, tolerance) and lt(c, k, tolerance)
+                sell = gt(b, a, tolerance) and lt(c, a, tolerance) and gt(c, k, tolerance)
+                buy = buy and lt(before, t, tolerance) and gt(c, t, tolerance)
+                sell = sell and gt(before, t, tolerance) and lt(c, t, tolerance)
+                counted = _defined(a, b, c, before, k, t)
+            else:
+                buy = (
+                    gt(a, b, tolerance)
+                    and gt(k, a, tolerance)
+                    and gt(t, k, tolerance)
+                    and gt(c, t, tolerance)
+                )
+                sell = (
+                    lt(a, b, tolerance)
+                    and lt(k, a, tolerance)
+                    and lt(t, k, tolerance)
+                    and lt(c, t, tolerance)
+                )
+                counted = _defined(a, b, c, before, k, t)
+            out[i, j] = _vote(buy, sell, counted)
     return out
 
 
 @compiled
-def _band_turn_votes(x: Panel, lower: float, upper: float, tolerance: float) -> Panel:
+def _band_turn_votes(x: Panel, lower: float, upper: float, chart: bool, tolerance: float) -> Panel:
     """RSI, CCI, W%R: buy below the lower band while rising, sell above the upper band while falling;
-    counted when x and x[1] are."""
+    counted when x and x[1] are (chart: when x[1] is)."""
     rows, columns = x.shape
     out = np.empty((rows, columns))
     for i in range(rows):
@@ -301,46 +372,64 @@ def _band_turn_votes(x: Panel, lower: float, upper: float, tolerance: float) -> 
             now, before = x[i, j], _back(x, i, j, 1)
             buy = lt(now, lower, tolerance) and gt(now, before, tolerance)
             sell = gt(now, upper, tolerance) and lt(now, before, tolerance)
-            out[i, j] = _vote(buy, sell, _defined(now, before))
+            out[i, j] = _vote(buy, sell, _defined(before) if chart else _defined(now, before))
     return out
 
 
 @compiled
-def _stoch_votes(k: Panel, d: Panel, trend: Panel, filtered: bool, tolerance: float) -> Panel:
+def _stoch_votes(k: Panel, d: Panel, trend: Panel, filtered: bool, rules: int, tolerance: float) -> Panel:
     """Stochastic and Stoch RSI: buy with %K and %D below 20 and %K above %D, sell mirrored above 80;
-    counted when K, D, K[1], D[1] are. Stoch RSI (filtered) also needs the opposite EMA50 trend."""
+    counted when K, D, K[1], D[1] are. Stoch RSI (filtered) also needs the opposite EMA50 trend. Legacy
+    also needs the cross (%K[1] on the other side of %D[1]); chart counts Stochastic when D[1] is, Stoch RSI
+    when the EMA50 is."""
     rows, columns = k.shape
     out = np.empty((rows, columns))
     for i in range(rows):
         for j in range(columns):
             k_now, d_now = k[i, j], d[i, j]
+            k_before, d_before = _back(k, i, j, 1), _back(d, i, j, 1)
             buy = lt(k_now, 20.0, tolerance) and lt(d_now, 20.0, tolerance) and gt(k_now, d_now, tolerance)
             sell = gt(k_now, 80.0, tolerance) and gt(d_now, 80.0, tolerance) and lt(k_now, d_now, tolerance)
             if filtered:
                 buy = buy and lt(trend[i, j], 0.0, tolerance)
                 sell = sell and gt(trend[i, j], 0.0, tolerance)
-            out[i, j] = _vote(buy, sell, _defined(k_now, d_now, _back(k, i, j, 1), _back(d, i, j, 1)))
+            if rules == LEGACY:
+                buy = buy and lt(k_before, d_before, tolerance)
+                sell = sell and gt(k_before, d_before, tolerance)
+            if rules != CHART:
+                counted = _defined(k_now, d_now, k_before, d_before)
+            else:
+                counted = _defined(trend[i, j]) if filtered else _defined(d_before)
+            out[i, j] = _vote(buy, sell, counted)
     return out
 
 
 @compiled
-def _adx_votes(adx: Panel, plus: Panel, minus: Panel, tolerance: float) -> Panel:
-    """ADX above 20 and rising, direction from the DI order; counted when ADX, +DI, -DI and both DI[1] are."""
+def _adx_votes(adx: Panel, plus: Panel, minus: Panel, rules: int, tolerance: float) -> Panel:
+    """ADX above 20 and rising, direction from the DI order; legacy: ADX above 20 and the DIs crossing.
+    Counted when ADX, +DI, -DI and both DI[1] are (chart: when ADX is)."""
     rows, columns = adx.shape
     out = np.empty((rows, columns))
     for i in range(rows):
         for j in range(columns):
             strength, p, m = adx[i, j], plus[i, j], minus[i, j]
-            rising = gt(strength, 20.0, tolerance) and gt(strength, _back(adx, i, j, 1), tolerance)
-            counted = _defined(strength, p, m, _back(plus, i, j, 1), _back(minus, i, j, 1))
-            out[i, j] = _vote(rising and gt(p, m, tolerance), rising and lt(p, m, tolerance), counted)
+            p_before, m_before = _back(plus, i, j, 1), _back(minus, i, j, 1)
+            strong = gt(strength, 20.0, tolerance)
+            if rules == LEGACY:
+                buy = strong and lt(p_before, m_before, tolerance) and gt(p, m, tolerance)
+                sell = strong and gt(p_before, m_before, tolerance) and lt(p, m, tolerance)
+            else:
+                rising = strong and gt(strength, _back(adx, i, j, 1), tolerance)
+                buy, sell = rising and gt(p, m, tolerance), rising and lt(p, m, tolerance)
+            counted = _defined(strength) if rules == CHART else _defined(strength, p, m, p_before, m_before)
+            out[i, j] = _vote(buy, sell, counted)
     return out
 
 
 @compiled
-def _ao_votes(ao: Panel, tolerance: float) -> Panel:
+def _ao_votes(ao: Panel, chart: bool, tolerance: float) -> Panel:
     """Awesome Oscillator: a zero cross, or the saucer (AO[1] a dip against AO and AO[2], all on one side of
-    zero); counted when AO and AO[1] are. `and` binds tighter than `or`, as in Pine."""
+    zero); counted when AO and AO[1] are (chart: when AO[1] is). `and` binds tighter than `or`, as in Pine."""
     crosses_up, crosses_down = pine.crossover(ao, np.zeros_like(ao)), pine.crossunder(ao, np.zeros_like(ao))
     rows, columns = ao.shape
     out = np.empty((rows, columns))
@@ -353,27 +442,30 @@ def _ao_votes(ao: Panel, tolerance: float) -> Panel:
             saucer_down = below and lt(now, before, tolerance) and lt(earlier, before, tolerance)
             buy = crosses_up[i, j] or saucer_up
             sell = crosses_down[i, j] or saucer_down
-            out[i, j] = _vote(buy, sell, _defined(now, before))
+            out[i, j] = _vote(buy, sell, _defined(before) if chart else _defined(now, before))
     return out
 
 
 @compiled
-def _above_votes(x: Panel, reference: Panel, tolerance: float) -> Panel:
-    """Buy where x is above the reference, sell where below, 0 where equal; na unless both are defined.
-    Section 4 (the close against each average), Mom (against Mom[1]) and MACD (against its signal)."""
+def _above_votes(x: Panel, reference: Panel, chart: bool, tolerance: float) -> Panel:
+    """Buy where x is above the reference, sell where below, 0 where equal; na unless both are defined
+    (chart: unless the reference is). Section 4 (the close against each average), Mom (against Mom[1]) and
+    MACD (against its signal)."""
     rows, columns = x.shape
     out = np.empty((rows, columns))
     for i in range(rows):
         for j in range(columns):
             a, b = x[i, j], reference[i, j]
-            out[i, j] = _vote(gt(a, b, tolerance), lt(a, b, tolerance), _defined(a, b))
+            out[i, j] = _vote(
+                gt(a, b, tolerance), lt(a, b, tolerance), _defined(b) if chart else _defined(a, b)
+            )
     return out
 
 
 @compiled
-def _power_votes(bull: Panel, bear: Panel, trend: Panel, tolerance: float) -> Panel:
+def _power_votes(bull: Panel, bear: Panel, trend: Panel, chart: bool, tolerance: float) -> Panel:
     """Bull/Bear Power: in an up trend, buy when Bear is below 0 and rising; in a down trend, sell when Bull
-    is above 0 and falling; counted when Bull, Bear and both [1] are."""
+    is above 0 and falling; counted when Bull, Bear and both [1] are (chart: when the EMA50 is)."""
     rows, columns = bull.shape
     out = np.empty((rows, columns))
     for i in range(rows):
@@ -383,7 +475,10 @@ def _power_votes(bull: Panel, bear: Panel, trend: Panel, tolerance: float) -> Pa
             bear_now, bear_before = bear[i, j], _back(bear, i, j, 1)
             buy = up and lt(bear_now, 0.0, tolerance) and gt(bear_now, bear_before, tolerance)
             sell = down and gt(bull_now, 0.0, tolerance) and lt(bull_now, bull_before, tolerance)
-            out[i, j] = _vote(buy, sell, _defined(bull_now, bear_now, bull_before, bear_before))
+            counted = (
+                _defined(trend[i, j]) if chart else _defined(bull_now, bear_now, bull_before, bear_before)
+            )
+            out[i, j] = _vote(buy, sell, counted)
     return out
 
 
@@ -401,35 +496,67 @@ def _level_votes(x: Panel, lower: float, upper: float, tolerance: float) -> Pane
 # --- frames in, frames out ----------------------------------------------------------------------------------
 
 
-def _rate(names: Sequence[str], frames: Sequence[pd.DataFrame], tolerance: float) -> pd.DataFrame:
-    """The long frame (without `symbol`) of the given bar frames, in their order."""
+def _rate(
+    names: Sequence[str],
+    frames: Sequence[pd.DataFrame],
+    rules: int,
+    history_bars: int | None,
+    tolerance: float,
+) -> pd.DataFrame:
+    """The long frame (without `symbol`) of the given bar frames, in their order.
+
+    The kernel rates left-aligned columns of bars, SYMBOLS_PER_PANEL columns at a time. Over all history a
+    column is one symbol's bars, each written out (symbols of similar lengths side by side carry little
+    padding). With `history_bars` N a column is the N bars (fewer at a symbol's start) ending at one bar,
+    and only that last bar is written: the whole computation reruns for every bar, inside the kernel."""
+    history_bars = check_history_bars(history_bars)
     lengths = np.array([len(frame) for frame in frames], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    starts = np.cumsum(lengths) - lengths
+    total = int(lengths.sum())
     ts = np.concatenate([_timestamps(name, frame) for name, frame in zip(names, frames, strict=True)] or [[]])
-    features = np.empty((len(FEATURES), starts[-1]))
-    warm = np.empty(starts[-1], dtype=np.bool_)
-    by_length = np.argsort(lengths, kind="stable")  # panels of similar lengths carry little padding
-    for first in range(0, len(frames), SYMBOLS_PER_PANEL):
-        chunk = by_length[first : first + SYMBOLS_PER_PANEL]
-        panels = _panels([names[k] for k in chunk], [frames[k] for k in chunk])
-        _rate_into(*panels, tolerance, PERIODS, features, warm, starts[chunk], lengths[chunk])
+    columns = _columns(names, frames)
+    bars = np.arange(1, total + 1) - np.repeat(starts, lengths)
+    if history_bars is None:
+        by_length = np.argsort(lengths, kind="stable")
+        begins, widths, firsts = starts[by_length], lengths[by_length], np.zeros(len(frames), dtype=np.int64)
+    else:
+        bars = np.minimum(bars, history_bars)
+        begins, widths, firsts = np.arange(total) - bars + 1, bars, bars - 1
+    features = np.empty((len(FEATURES), total))
+    warm = np.empty(total, dtype=np.bool_)
+    for first in range(0, len(widths), SYMBOLS_PER_PANEL):
+        part = slice(first, first + SYMBOLS_PER_PANEL)
+        panels = _panels(columns, begins[part], widths[part])
+        _rate_into(
+            *panels, rules, tolerance, PERIODS, features, warm, begins[part], firsts[part], widths[part]
+        )
     frame = pd.DataFrame(features.T, columns=list(FEATURES), copy=False)
     frame.insert(0, "ts", pd.DatetimeIndex(ts.astype("datetime64[ns]")).tz_localize("UTC"))
-    frame.insert(1, "bars", np.arange(1, starts[-1] + 1) - np.repeat(starts[:-1], lengths))
+    frame.insert(1, "bars", bars.astype(np.int64))
     frame.insert(2, "warm", warm)
     return frame
 
 
-def _panels(names: Sequence[str], frames: Sequence[pd.DataFrame]) -> list[Panel]:
-    """Left-aligned panels (bar index x symbol) of high, low, close, volume: NaN after a symbol's last bar."""
-    rows = max(len(frame) for frame in frames)
-    panels = [np.full((rows, len(frames)), np.nan) for _ in BAR_INPUTS]
-    for j, (name, frame) in enumerate(zip(names, frames, strict=True)):
-        for panel, column in zip(panels, BAR_INPUTS, strict=True):
+def _columns(names: Sequence[str], frames: Sequence[pd.DataFrame]) -> list[np.ndarray]:
+    """High, low, close and volume of every frame, one after the other, then one NaN (what a panel reads
+    past a column's bars)."""
+    columns = []
+    for column in BAR_INPUTS:
+        parts = []
+        for name, frame in zip(names, frames, strict=True):
             if column not in frame.columns:
                 raise ValueError(f"{name}: missing column {column!r}")
-            panel[: len(frame), j] = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
-    return panels
+            parts.append(frame[column].to_numpy(dtype=np.float64, na_value=np.nan))
+        columns.append(np.concatenate([*parts, [np.nan]]))
+    return columns
+
+
+def _panels(columns: Sequence[np.ndarray], begins: np.ndarray, widths: np.ndarray) -> list[Panel]:
+    """Left-aligned panels (bar x column) of high, low, close, volume: column j holds the widths[j] bars
+    from position begins[j] of `columns`, then NaN."""
+    rows = np.arange(widths.max(initial=0))[:, None]
+    at = np.where(rows < widths, begins + rows, len(columns[0]) - 1)
+    return [np.ascontiguousarray(column[at]) for column in columns]
 
 
 def _timestamps(name: str, frame: pd.DataFrame) -> np.ndarray:
@@ -460,12 +587,12 @@ def _symbol_column(symbols: Sequence[str], lengths: Sequence[int]) -> pd.Series:
 
 def _drop_stale_cache() -> None:
     """numba checks a cached function against its own source file only, but this module's compiled code has
-    pine's primitives and the feature rows compiled into it: when pine.py or features.py changes, drop this
-    module's cached machine code so that it compiles afresh."""
+    pine's primitives, the feature rows and the rule-set codes compiled into it: when pine.py, features.py
+    or rules.py changes, drop this module's cached machine code so that it compiles afresh."""
     directory = Path(_rate_into.stats.cache_path)
     stamp = directory / f"{Path(__file__).stem}.depends.sha256"
     fingerprint = hashlib.sha256(
-        b"".join(Path(m.__file__).read_bytes() for m in (pine, features))
+        b"".join(Path(m.__file__).read_bytes() for m in (pine, features, rule_vocabulary))
     ).hexdigest()
     try:
         if stamp.read_text() == fingerprint:

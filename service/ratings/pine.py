@@ -162,19 +162,29 @@ def _two_sum(total: float, value: float) -> tuple[float, float]:
     return moved, (total - (moved - back)) + (value - back)
 
 
+@inlined
+def _difference(total: float, lost: float, earlier: float, earlier_lost: float) -> float:
+    """The sum of the values between two compensated prefix sums: (total + lost) - (earlier + earlier_lost),
+    with the rounding of the big subtraction kept too, so a window's sum comes out correctly rounded."""
+    big, rounding = _two_sum(total, -earlier)
+    return big + ((lost - earlier_lost) + rounding)
+
+
 @compiled
 def sma(x: Panel, n: int) -> Panel:
-    """ta.sma: the mean of the last n non-na values; na until n exist and on a bar whose input is na.
+    """ta.sma: the sum of the last n non-na values divided by n; na until n exist and on a bar whose input
+    is na.
 
-    Window sums are differences of compensated prefix sums of the column's non-na values: good to about one
-    unit in the last place, with no drift however long the history. A window of n equal values gives that
-    value exactly."""
+    Window sums are differences of compensated prefix sums of the column's non-na values (`_difference`):
+    the window's sum correctly rounded, however long the history, as TradingView's compensated rolling sum
+    gives it (PyneCore measured that sum). No window is special: n equal values v give the rounded n * v
+    divided by n, which is v itself or an ulp from it (about one price in eight), as in Pine."""
     rows, columns = x.shape
     out = np.full((rows, columns), np.nan)
     prefix = np.zeros(rows + 1)  # prefix[c]: the sum of the first c non-na values, plus
     error = np.zeros(rows + 1)  # error[c]: the rounding error of that sum
     for j in range(columns):
-        count, total, lost, repeats, previous = 0, 0.0, 0.0, 0, np.nan
+        count, total, lost = 0, 0.0, 0.0
         for i in range(rows):
             value = x[i, j]
             if np.isnan(value):
@@ -183,18 +193,15 @@ def sma(x: Panel, n: int) -> Panel:
             lost += rounding
             count += 1
             prefix[count], error[count] = total, lost
-            repeats = repeats + 1 if value == previous else 1
-            previous = value
             if count >= n:
-                window = (total - prefix[count - n]) + (lost - error[count - n])
-                out[i, j] = value if repeats >= n else window / n
+                out[i, j] = _difference(total, lost, prefix[count - n], error[count - n]) / n
     return out
 
 
 @compiled
 def window_sum(x: Panel, n: int) -> Panel:
-    """math.sum: the sum of the values of the last n bars; na while the window holds an na. (Differences of
-    compensated prefix sums, as in `sma`.)"""
+    """math.sum: the sum of the values of the last n bars, correctly rounded (as in `sma`); na while the
+    window holds an na."""
     rows, columns = x.shape
     out = np.full((rows, columns), np.nan)
     prefix = np.zeros(rows + 1)
@@ -210,19 +217,21 @@ def window_sum(x: Panel, n: int) -> Panel:
                 lost += rounding
             prefix[i + 1], error[i + 1] = total, lost
             if i - last_na >= n:
-                out[i, j] = (total - prefix[i + 1 - n]) + (lost - error[i + 1 - n])
+                out[i, j] = _difference(total, lost, prefix[i + 1 - n], error[i + 1 - n])
     return out
 
 
 @compiled
 def wma(x: Panel, n: int) -> Panel:
-    """ta.wma: sum of (n - i) * x[i] over i < n, divided by n(n+1)/2; na while the window holds an na."""
+    """ta.wma: sum of (n - i) * x[i] over i < n, divided by n(n+1)/2; na while the window holds an na. The
+    window is summed afresh on every bar, oldest first, as PyneCore measured TradingView doing (newest
+    first, or a rolling update, differ in the last digits)."""
     rows, columns = x.shape
     out = np.full((rows, columns), np.nan)
     norm = n * (n + 1) / 2.0
     for i in range(n - 1, rows):
         out[i] = 0.0
-        for back in range(n):
+        for back in range(n - 1, -1, -1):
             for j in range(columns):  # the symbols of a bar are independent: one vector operation
                 out[i, j] += x[i - back, j] * (n - back)
         for j in range(columns):
@@ -288,22 +297,27 @@ def rma(x: Panel, n: int) -> Panel:
 
 @compiled
 def _seeded(x: Panel, n: int, wilder: bool) -> Panel:
+    """The seed is `sma`'s value on that bar (the correctly rounded sum of the n values, over n), as Pine
+    seeds with its sma; the steps are in the order PyneCore measured (the algebraically equal forms drift
+    from TradingView in the last digits)."""
     rows, columns = x.shape
     out = np.full((rows, columns), np.nan)
     alpha = 2.0 / (n + 1)
     count = np.zeros(columns, dtype=np.int64)
     state = np.zeros(columns)  # the sum of the values so far until the seed, then the average
+    lost = np.zeros(columns)  # the rounding errors of that sum
     for i in range(rows):
         for j in range(columns):
             value = x[i, j]
             if np.isnan(value):
                 continue
             count[j] += 1
-            if count[j] < n:
-                state[j] += value
-                continue
-            if count[j] == n:
-                state[j] = (state[j] + value) / n
+            if count[j] <= n:
+                state[j], rounding = _two_sum(state[j], value)
+                lost[j] += rounding
+                if count[j] < n:
+                    continue
+                state[j] = (state[j] + lost[j]) / n
             elif wilder:
                 state[j] = (state[j] * (n - 1) + value) / n
             else:
@@ -351,71 +365,56 @@ def stoch(source: Panel, high: Panel, low: Panel, n: int) -> Panel:
 
 @compiled
 def rsi(x: Panel, n: int) -> Panel:
-    """ta.rsi: U = max(change, 0), D = max(-change, 0) from bar 1; 100 - 100 / (1 + rma(U)/rma(D)), which is
-    100 when rma(D) is 0 and 0 when rma(U) is 0. First value on bar n.
+    """ta.rsi: U = max(change, 0), D = max(-change, 0) from bar 1, and 100 - 100 / (1 + rma(U) / rma(D)) in
+    that order, with no special case (PyneCore, measured): 100 where rma(D) is 0 (U / D is +inf), 0 where
+    rma(U) is 0, and na where both are (0 / 0: a history flat from its first bar). First value on bar n.
 
-    On a bar whose source did not change, both averages shrink by the same factor (n - 1)/n, so RSI equals
-    the previous RSI exactly; it is carried, because rounding the two averages separately leaves an ulp of
-    wobble that a flat stretch's Stoch RSI would divide by instead of finding a zero range (na)."""
+    On a bar whose source did not change both averages shrink by (n - 1)/n, each rounded on its own, so
+    along a flat stretch RSI wobbles in its last digits as TradingView's does, and a Stoch RSI over it
+    divides by that wobble."""
     delta = change(x)
-    up = rma(np.maximum(delta, 0.0), n)
-    down = rma(np.maximum(-delta, 0.0), n)
-    rows, columns = x.shape
-    out = np.empty((rows, columns))
-    for i in range(rows):
-        for j in range(columns):
-            u, d = up[i, j], down[i, j]
-            if np.isnan(u) or np.isnan(d):
-                out[i, j] = np.nan
-            elif i >= 1 and delta[i, j] == 0.0 and not np.isnan(out[i - 1, j]):
-                out[i, j] = out[i - 1, j]
-            elif d == 0.0:
-                out[i, j] = 100.0
-            elif u == 0.0:
-                out[i, j] = 0.0
-            else:
-                out[i, j] = 100.0 - 100.0 / (1.0 + u / d)
-    return out
+    return 100.0 - 100.0 / (1.0 + rma(np.maximum(delta, 0.0), n) / rma(np.maximum(-delta, 0.0), n))
 
 
 @compiled
 def cci(x: Panel, n: int) -> Panel:
-    """ta.cci: (x - sma) / (0.015 * MD), MD the mean of |x[i] - sma| over the last n bars around the current
-    sma; na while the window holds an na, and where MD is 0.
+    """ta.cci: (x - sma) / (0.015 * MD), MD = (1/n) * the sum of |x[i] - sma| over the last n bars, around
+    the current sma and summed newest first (the order PyneCore measured); na while the window holds an na,
+    and where MD is 0 (0 / 0).
 
-    Computed from the window's offsets to the current value, x[i] - x, which are exact for nearby values:
-    so a flat window is 0 / 0 (na) and the bar after one is 2000/3 to a few ulp, whatever the size of the
-    move, where x - sma would keep the rounding of the sum."""
+    A flat window is na when its sma is the value itself, and +-200/3 when the sma is an ulp off it, as in
+    Pine: the sign of that ulp is all the numerator and the deviation holds."""
+    mean = sma(x, n)
     rows, columns = x.shape
     out = np.full((rows, columns), np.nan)
-    mean_offset = np.empty(columns)  # sma - x
     deviation = np.empty(columns)
     for i in range(n - 1, rows):
-        mean_offset[:] = 0.0
         deviation[:] = 0.0
         for back in range(n):
             for j in range(columns):  # the symbols of a bar are independent: one vector operation
-                mean_offset[j] += x[i - back, j] - x[i, j]
+                deviation[j] += abs(x[i - back, j] - mean[i, j])
         for j in range(columns):
-            mean_offset[j] /= n
-        for back in range(n):
-            for j in range(columns):
-                deviation[j] += abs(x[i - back, j] - x[i, j] - mean_offset[j])
-        for j in range(columns):
-            out[i, j] = finite(-mean_offset[j] / (0.015 * (deviation[j] / n)))
+            out[i, j] = finite((x[i, j] - mean[i, j]) / (0.015 * (deviation[j] / n)))
     return out
 
 
 @compiled
 def dmi(
-    high: Panel, low: Panel, close: Panel, di_length: int, adx_smoothing: int, tolerance: float = TOLERANCE
+    high: Panel,
+    low: Panel,
+    close: Panel,
+    di_length: int,
+    adx_smoothing: int,
+    builtin: bool = False,
+    tolerance: float = TOLERANCE,
 ) -> tuple[Panel, Panel, Panel]:
-    """The scanner's DMI, as (+DI, -DI, ADX).
+    """The scanner's DMI (`dirmov` and `adx` in its Pine), or with `builtin` ta.dmi, as (+DI, -DI, ADX).
 
-    up = change(high), down = -change(low); +DM = up if up > down and up > 0, else 0 (so 0, not na, on the
-    first bar), and -DM is the mirror. Each DI = fixnan(100 * rma(DM) / rma(tr)), and ADX = 100 * rma(|+DI -
-    -DI| / (+DI + -DI, or 1 where that sum is 0)). DI is first valid on bar di_length, ADX on di_length +
-    adx_smoothing - 1."""
+    up = change(high), down = -change(low); +DM = up if up > down and up > 0, else 0, and -DM is the mirror:
+    0, not na, on the first bar in the scanner's code, na in ta.dmi (whose DM averages then seed a bar
+    later, so its DI differ during warm-up and by a decaying amount after). Each DI = fixnan(100 * rma(DM) /
+    rma(tr)), and ADX = 100 * rma(|+DI - -DI| / (+DI + -DI, or 1 where that sum is 0)). DI is first valid
+    on bar di_length, ADX on di_length + adx_smoothing - 1."""
     rows, columns = close.shape
     plus_dm = np.empty((rows, columns))
     minus_dm = np.empty((rows, columns))
@@ -423,6 +422,9 @@ def dmi(
         for j in range(columns):
             up = high[i, j] - high[i - 1, j] if i >= 1 else np.nan
             down = low[i - 1, j] - low[i, j] if i >= 1 else np.nan
+            if builtin and (np.isnan(up) or np.isnan(down)):
+                plus_dm[i, j] = minus_dm[i, j] = np.nan
+                continue
             plus_dm[i, j] = up if gt(up, down, tolerance) and gt(up, 0.0, tolerance) else 0.0
             minus_dm[i, j] = down if gt(down, up, tolerance) and gt(down, 0.0, tolerance) else 0.0
     true_range = rma(tr(high, low, close), di_length)

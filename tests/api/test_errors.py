@@ -79,6 +79,10 @@ BAD_BACKFILLS = [
     (backfill(start="garbage"), "garbage"),
     (backfill(start="2015-03-01", end="2015-02-01"), "end"),
     (backfill(colour="blue"), "colour"),
+    (backfill(rules="screener"), "rules"),
+    (backfill(history_bars=0), "history_bars"),
+    (backfill(history_bars=1.5), "history_bars"),
+    (backfill(history_bars=100_001), "history_bars"),
 ]
 
 

@@ -5,15 +5,20 @@ import shutil
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
 from service.backfill import HistoricalFeatureBackfill
 from service.jobs.store import ACTIVE, JobNotFound, JobStatus, JobStore, utc_now
+from service.ratings.engine import rate_frame
 from service.sample import SyntheticUniverse
+from service.sources.bars import clean_bars
+from service.sources.lake import Lake
 from storage.catalog import Catalog
 from storage.read import FeatureStore
 from tests.support.server import ServerProcess, running_server, wait_for_job
+from vocabulary.features import FEATURES
 from vocabulary.spec import AuditSpec, BackfillSpec
 
 FIRST = SyntheticUniverse(n_symbols=8, n_bars=260, seed=3)
@@ -111,6 +116,27 @@ def test_cancel_stops_a_running_job_at_once_for_a_queued_one_and_publishes_nothi
         None,
     )
     assert len(Catalog(data_dir).runs()) == len(runs)
+
+
+def test_a_backfill_takes_its_rule_set_and_history_window_and_the_run_shows_them(data_dir):
+    with running_server(data_dir) as url, httpx.Client(base_url=url, timeout=60) as client:
+        response = client.post("/backfill", json=body("second", rules="legacy", history_bars=100))
+        assert response.status_code == 202, response.text
+        assert (response.json()["params"]["rules"], response.json()["params"]["history_bars"]) == (
+            "legacy",
+            100,
+        )
+        job = wait_for_job(client, response.json()["job_id"])
+        assert job["status"] == "succeeded", job
+        params = client.get(f"/runs/{job['run_id']}").json()["params"]
+    assert (params["rules"], params["history_bars"]) == ("legacy", 100)
+    symbol = SECOND.symbols[0]
+    bars, _ = clean_bars(Lake(data_dir / "second/lake", "1d").read(symbol))
+    expected = rate_frame(bars, rules="legacy", history_bars=100)
+    stored = FeatureStore(data_dir).history(symbol, run_id=job["run_id"], features="all")
+    assert stored["bars"].tolist() == expected["bars"].tolist() and stored["bars"].max() == 100
+    for name in FEATURES:
+        np.testing.assert_array_equal(stored[name].astype("float64"), expected[name], err_msg=name)
 
 
 def test_reads_during_a_backfill_answer_the_previous_run_until_the_new_one_is_published(data_dir):

@@ -40,9 +40,12 @@ def prices(tmp_path, bars) -> Path:
     return path
 
 
-def expected_rows(path: Path, *, interval: str = "1d", **cleaning) -> pd.DataFrame:
-    """What the command must print: the engine on the cleaned file, votes as nullable integers."""
-    rows = rate_frame(clean_bars(read_bars(path), **cleaning)[0])
+def expected_rows(
+    path: Path, *, interval: str = "1d", rating: dict | None = None, **cleaning
+) -> pd.DataFrame:
+    """What the command must print: the engine on the cleaned file (with the `rating` options: rules,
+    history_bars), votes as nullable integers."""
+    rows = rate_frame(clean_bars(read_bars(path), **cleaning)[0], **(rating or {}))
     rows.insert(1, "available_at", rows["ts"] + BAR_LENGTHS[interval])
     return rows.astype(dict.fromkeys(VOTES, "Int8"))[COLUMNS]
 
@@ -119,6 +122,19 @@ def test_monthly_bars_close_at_the_next_months_start(tmp_path):
     assert written["available_at"].iloc[-1] == pd.Timestamp("2024-05-01", tz="UTC")
 
 
+def test_rules_and_history_bars(tmp_path, prices):
+    out = tmp_path / "chart.parquet"
+    args = ["ratings", str(prices), "-o", str(out), "--rules", "chart", "--history-bars", "120"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    written = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(
+        written, expected_rows(prices, rating={"rules": "chart", "history_bars": 120})
+    )
+    assert written["bars"].max() == 120
+    assert not written.equals(expected_rows(prices))
+
+
 @pytest.mark.parametrize(
     ("header", "row", "message"),
     [
@@ -176,6 +192,10 @@ def test_bad_options_are_usage_errors(tmp_path, prices):
     assert result.exit_code == 2 and "out.xlsx: expected a .csv or .parquet file" in result.output
     result = runner.invoke(app, ["ratings", str(prices), "--interval", "3d"])
     assert result.exit_code == 2 and "unknown interval '3d'" in result.output
+    result = runner.invoke(app, ["ratings", str(prices), "--rules", "screener"])
+    assert result.exit_code == 2 and "unknown rule set 'screener'" in result.output
+    result = runner.invoke(app, ["ratings", str(prices), "--history-bars", "0"])
+    assert result.exit_code == 2 and "must be a whole number of bars from 1" in result.output
     assert not (tmp_path / "out.xlsx").exists()
 
 
@@ -186,6 +206,8 @@ def test_help_explains_with_an_example():
         "Example: asof ratings BINANCE_BTCUSDT_1d.csv -o btc.parquet",
         "--keep-zero-volume",
         "--interval",
+        "--rules",
+        "--history-bars",
     ):
         assert text in result.output
 

@@ -90,6 +90,23 @@ def test_backfill_prints_the_run_id_progress_and_a_summary_per_symbol(
     assert table["SYNTH:NOPE"][4].startswith("not found in lake")
 
 
+def test_backfill_takes_the_rule_set_and_the_history_window(sample: SampleFiles, tmp_path: Path) -> None:
+    result = invoke(
+        *("backfill", "--lake", sample.lake, "--symbols", UNIVERSE.symbols[0], "--interval", "1d"),
+        *("--rules", "legacy", "--history-bars", "150", "--data-dir", tmp_path),
+    )
+    assert result.exit_code == 0, result.stderr
+    run = Catalog(tmp_path).latest_run()
+    assert (run.spec.rules, run.spec.history_bars) == ("legacy", 150)
+    bars = FeatureStore(tmp_path).history(UNIVERSE.symbols[0], features="all")["bars"]
+    assert bars.max() == 150 and bars.iloc[0] == 1
+    refused = invoke(
+        "backfill", "--lake", sample.lake, "--interval", "1d", "--rules", "tv", "--data-dir", tmp_path
+    )
+    assert refused.exit_code == 1
+    assert refused.stderr == "error: rules: unknown rule set 'tv'; expected one of scanner, chart, legacy\n"
+
+
 def test_a_backfill_where_every_symbol_fails_says_why_and_publishes_nothing(
     sample: SampleFiles, data_dir: Path
 ) -> None:

@@ -1,6 +1,7 @@
 """The three TradingView scanner captures (acceptance/tradingview_closed_bars.json): raw Binance klines in,
 through the default cleaning, and every captured field of the last closed bar out, exactly, from both the
-panel engine and the pandas-ta oracle."""
+panel engine and the pandas-ta oracle, under the default (scanner) rules. The chart and legacy rule sets
+miss them exactly where RATINGS_SPEC section 8's replay says they do."""
 
 import json
 from pathlib import Path
@@ -75,3 +76,24 @@ def test_keeping_zero_volume_bars_gives_what_the_spec_predicts():
     last = last_closed_bar(case, keep_zero_volume=True)
     assert last["Recommend.MA"] == 0 and last["Recommend.Other"] == 0
     assert last_closed_bar(case)["Recommend.MA"] == case["expected"]["recommendMa"]
+
+
+SECTION_8_DEPARTURES = {
+    ("BINANCE:ETHBTC", "chart"): {"Recommend.MA": 13 / 15},  # the lagged-span Ichimoku buys
+    ("BINANCE:BTCUSDT", "legacy"): {"Recommend.Other": 2 / 11},  # Stochastic needs a cross
+}
+"""RATINGS_SPEC section 8's replay: the chart library's and the pre-2025 rules on the same captures."""
+
+
+@pytest.mark.parametrize("rate_frame", [engine.rate_frame, oracle.rate_frame], ids=["engine", "oracle"])
+@pytest.mark.parametrize("rules", ["chart", "legacy"])
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case["scannerSymbol"])
+def test_the_other_rule_sets_miss_the_captures_where_the_spec_says(case, rules, rate_frame):
+    bars, _ = clean_bars(raw_bars(case))
+    last = rate_frame(bars, rules=rules).iloc[-1]
+    expected = {
+        "Recommend.MA": case["expected"]["recommendMa"],
+        "Recommend.Other": case["expected"]["recommendOther"],
+    }
+    expected |= SECTION_8_DEPARTURES.get((case["scannerSymbol"], rules), {})
+    assert {name: last[name] for name in expected} == expected

@@ -1,6 +1,7 @@
 """The panel engine: output shape, independence of symbols, truncation invariance, warm-up, flat prices,
-missing volume, tolerance, bad input, and the rating labels."""
+missing volume, tolerance, bad input, the rating labels, and rating over the last N bars only."""
 
+import math
 import os
 import subprocess
 import sys
@@ -12,7 +13,9 @@ import pytest
 
 from service.ratings import engine
 from tests.support.bars import COUNTED_FROM, halted, random_walk_bars
+from vocabulary.errors import InvalidInput
 from vocabulary.features import FEATURES, MA_LENGTHS, MA_VOTES, OSCILLATOR_VOTES, VOTES, label
+from vocabulary.rules import RULE_SETS
 
 REPO = Path(__file__).resolve().parents[2]
 RATINGS_AND_VOTES = ["Recommend.All", "Recommend.MA", "Recommend.Other", *VOTES]
@@ -113,29 +116,43 @@ def test_ratings_are_the_means_of_the_counted_votes(rated):
     assert rated["Rec.Ichimoku"].dropna().eq(0).all()  # always 0 (section 4)
 
 
-def test_a_flat_history_counts_no_oscillator_that_divides_by_its_range():
+def test_a_flat_history_counts_no_oscillator_that_divides_by_zero():
+    """One price from the first bar: every range, true range and deviation is 0, and so are both of RSI's
+    averages, so Stochastic, CCI, ADX, W%R, UO, RSI and Stoch RSI are na (20 * 0.25 / 20 is 0.25 exactly, so
+    CCI's sma is the price and its deviation 0)."""
     bars = random_walk_bars(260, seed=12).assign(open=0.25, high=0.25, low=0.25, close=0.25)
     last = engine.rate_frame(bars).iloc[-1]
-    assert last[["Rec.Stoch.K", "Rec.CCI20", "Rec.ADX", "Rec.WR", "Rec.UO", "Rec.Stoch.RSI"]].isna().all()
-    assert last[["Rec.RSI", "Rec.AO", "Rec.Mom", "Rec.MACD", "Rec.BBPower"]].eq(0).all()
+    dividing = ["Rec.RSI", "Rec.Stoch.K", "Rec.CCI20", "Rec.ADX", "Rec.WR", "Rec.UO", "Rec.Stoch.RSI"]
+    assert last[dividing].isna().all() and last[["RSI", "CCI20", "Stoch.RSI.K"]].isna().all()
+    assert last[["Rec.AO", "Rec.Mom", "Rec.MACD", "Rec.BBPower"]].eq(0).all()
     assert last[list(MA_VOTES)].eq(0).all()  # every average equals the close
     assert last["Recommend.MA"] == 0 and last["Recommend.Other"] == 0 and not last["warm"]
-    assert last["RSI"] == 100  # rma(D) = 0 comes first
 
 
-def test_a_halt_inside_a_history_shrinks_the_oscillator_denominator():
-    """Deep inside a halt (every price equal), Stochastic, CCI, W%R, UO and Stoch RSI divide by a zero
-    range and drop out, so Other averages the 6 others; they count again once prices move."""
-    rows = engine.rate_frame(halted(random_walk_bars(320, seed=13), 200, 60))
-    inside, after = rows.iloc[240], rows.iloc[300]
-    dropped = ["Rec.Stoch.K", "Rec.CCI20", "Rec.WR", "Rec.UO", "Rec.Stoch.RSI"]
-    assert (
-        inside[dropped].isna().all() and inside[["Stoch.K", "CCI20", "W.R", "UO", "Stoch.RSI.K"]].isna().all()
-    )
-    counted = inside[list(OSCILLATOR_VOTES)].dropna()
-    assert len(counted) == 6 and inside["Recommend.Other"] == counted.sum() / 6
-    assert inside["RSI"] == rows["RSI"].iloc[201]  # carried exactly through unchanged closes
-    assert after[list(VOTES)].notna().all() and after["warm"]
+def test_a_halt_inside_a_history_drops_what_divides_by_zero_and_no_more():
+    """Deep inside a halt (every price equal) Stochastic, W%R and UO divide by a zero range and drop out.
+    RSI is not carried: its two averages shrink each with its own rounding, so it wobbles in its last
+    digits, and Stoch RSI, the ratio of that wobble to its range, counts wherever the range is not exactly
+    0. CCI drops out where its sma is the price itself and is +-200/3 (vote 0) where the sma is an ulp off.
+    Everything counts again once prices move."""
+    bars = halted(random_walk_bars(320, seed=13), 200, 60)
+    rows = engine.rate_frame(bars)
+    halt = rows.iloc[214:260]  # the halt, once every 14-bar window lies inside it
+    assert halt[["Rec.Stoch.K", "Rec.WR", "Rec.UO", "Stoch.K", "W.R", "UO"]].isna().all().all()
+    rsi = rows["RSI"]
+    assert 0 < np.ptp(rsi.iloc[201:260]) < 1e-12
+    rsi_range = rsi.rolling(14).max() - rsi.rolling(14).min()
+    assert (halt["Stoch.RSI.K"].isna() == (rsi_range.iloc[214:260] == 0)).all()
+    assert halt["Rec.Stoch.RSI"].notna().sum() > 30
+    price = bars["close"].iloc[199]
+    typical = (price + price + price) / 3.0
+    flat_sma = math.fsum([typical] * 20) / 20
+    cci = rows["CCI20"].iloc[219:260]  # every 20-bar window inside the halt
+    assert cci.isna().all() if flat_sma == typical else cci.abs().eq(200 / 3).all()
+    for _, row in halt.iterrows():
+        counted = row[list(OSCILLATOR_VOTES)].dropna()
+        assert row["Recommend.Other"] == counted.sum() / len(counted)
+    assert rows.iloc[300][list(VOTES)].notna().all() and rows.iloc[300]["warm"]
 
 
 def test_without_volume_vwma_drops_out_of_a_14_vote_ma(walk, rated):
@@ -212,3 +229,40 @@ def test_the_compiled_engine_is_cached_where_numba_cache_dir_says(tmp_path: Path
     cache = Path(shown.stdout.strip())
     assert cache.is_relative_to(tmp_path / "numba")
     assert (cache / "engine.depends.sha256").is_file()  # the stale-cache check keeps its stamp there too
+
+
+@pytest.mark.parametrize("rules", RULE_SETS)
+def test_with_history_bars_each_bar_is_rated_from_its_last_n_bars(walk, rules):
+    """Row t equals the last row of rating only bars [t - N + 1, t] (fewer at the start): the warm-up, the
+    EMA and RMA seeds and every window start there. `bars` counts the bars a row was rated from."""
+    n = 120
+    rows = engine.rate_frame(walk, rules=rules, history_bars=n)
+    assert rows["bars"].tolist() == [min(t + 1, n) for t in range(len(walk))]
+    bars_to_check = range(len(walk)) if rules == "scanner" else [0, 1, 13, 50, 119, 120, 121, 250, 399]
+    for t in bars_to_check:
+        alone = engine.rate_frame(walk.iloc[max(0, t - n + 1) : t + 1], rules=rules).iloc[-1]
+        pd.testing.assert_series_equal(rows.iloc[t], alone, check_names=False, obj=f"bar {t}")
+    assert not rows.equals(
+        engine.rate_frame(walk, rules=rules)
+    )  # the seeds and windows differ from full history
+
+
+def test_history_bars_covering_the_history_change_nothing(walk, rated):
+    pd.testing.assert_frame_equal(engine.rate_frame(walk, history_bars=len(walk)), rated, check_exact=True)
+    rows = engine.rate_frame(walk, history_bars=250)
+    assert (rows["warm"] == (rows["bars"] >= 200)).all()  # warm once its window holds SMA200's bars
+    pd.testing.assert_frame_equal(rows.iloc[:250], rated.iloc[:250], check_exact=True)
+
+
+def test_history_bars_rate_each_symbol_alone():
+    frames = {"X:A": random_walk_bars(300, seed=21), "X:B": random_walk_bars(90, seed=22, price=3.0)}
+    together = engine.rate(frames, history_bars=64)
+    for symbol, bars in frames.items():
+        mine = together[together["symbol"] == symbol].drop(columns="symbol").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, engine.rate_frame(bars, history_bars=64), check_exact=True)
+
+
+@pytest.mark.parametrize("history_bars", [0, -5, 2.5, True, "700", 100_001])
+def test_history_bars_must_be_a_whole_number_of_bars(walk, history_bars):
+    with pytest.raises(InvalidInput, match=r"^history_bars: must be a whole number of bars from 1 to 100000"):
+        engine.rate_frame(walk, history_bars=history_bars)

@@ -2,8 +2,10 @@
 walks with flat stretches, leading na runs, na holes and columns of different lengths (left-aligned, padded
 with na). Values agree within 1e-9 relative, na positions exactly.
 
-The window references add exactly (fractions.Fraction): a flat window's deviation is then 0, as the spec's
-arithmetic says, where a float sum would leave an ulp of noise to divide by."""
+The window references add exactly (fractions.Fraction). Where Pine rounds on purpose they round as it does:
+an sma is the correctly rounded window sum divided by n (TradingView's compensated sum), so a flat window's
+sma is its value or an ulp off it, and RSI and the recursive averages step in Pine's operation order, so
+their last digits (which a flat stretch's Stoch RSI divides by) are Pine's."""
 
 import math
 from fractions import Fraction
@@ -106,18 +108,15 @@ def ref_sma(x, n):
 
 
 def ref_seeded(x, n, wilder):
-    out, count, total, state = [], 0, 0.0, NA
+    """ema/rma in Pine's operation order, seeded with the sma: the first n values' sum, rounded, over n."""
+    out, seen, state = [], [], NA
     for value in x:
         if isna(value):
             out.append(NA)
             continue
-        count += 1
-        if count < n:
-            total += value
-            out.append(NA)
-            continue
-        if count == n:
-            state = (total + value) / n
+        if len(seen) < n:
+            seen.append(Fraction(value))
+            state = float(sum(seen)) / n if len(seen) == n else NA
         elif wilder:
             state = (state * (n - 1) + value) / n
         else:
@@ -166,19 +165,17 @@ def ref_stoch(source, high, low, n):
     return [ratio(100 * (s - b), t - b) for s, t, b in zip(source, top, bottom, strict=True)]
 
 
+def ieee_divide(numerator, denominator):
+    """Division as Pine does it before na() looks at the result: x / 0 is +-inf, 0 / 0 is nan."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(numerator) / np.float64(denominator))
+
+
 def ref_rsi(x, n):
     delta = ref_change(x)
     up = ref_seeded([NA if isna(d) else max(d, 0.0) for d in delta], n, True)
     down = ref_seeded([NA if isna(d) else max(-d, 0.0) for d in delta], n, True)
-    out = []
-    for i, (u, d) in enumerate(zip(up, down, strict=True)):
-        if isna(u) or isna(d):
-            out.append(NA)
-        elif delta[i] == 0 and not isna(out[i - 1]):
-            out.append(out[i - 1])  # unchanged source: both averages shrink alike, RSI is exactly unchanged
-        else:
-            out.append(100.0 if d == 0 else 0.0 if u == 0 else 100 - 100 / (1 + u / d))
-    return out
+    return [100 - 100 / (1 + ieee_divide(u, d)) for u, d in zip(up, down, strict=True)]
 
 
 def ref_cci(x, n):
@@ -188,7 +185,7 @@ def ref_cci(x, n):
         if values is None:
             out.append(NA)
             continue
-        mean = sum(values) / n
+        mean = Fraction(float(sum(values)) / n)  # Pine's sma: the window sum, rounded, over n
         deviation = sum(abs(v - mean) for v in values) / n
         out.append(NA if deviation == 0 else float((values[-1] - mean) / (Fraction(3, 200) * deviation)))
     return out
@@ -202,10 +199,12 @@ def lt(a, b):
     return a - b < -TOLERANCE
 
 
-def ref_dmi(high, low, close, di_length, adx_smoothing):
+def ref_dmi(high, low, close, di_length, adx_smoothing, builtin):
     up, down = ref_change(high), [-d for d in ref_change(low)]
     plus_dm = [u if gt(u, d) and gt(u, 0) else 0.0 for u, d in zip(up, down, strict=True)]
     minus_dm = [d if gt(d, u) and gt(d, 0) else 0.0 for u, d in zip(up, down, strict=True)]
+    if builtin and close:  # ta.dmi: no directional movement at all on the first bar
+        plus_dm[0] = minus_dm[0] = NA
     true_range = ref_seeded(ref_tr(high, low, close), di_length, True)
     plus = ref_fixnan(
         [ratio(100 * p, t) for p, t in zip(ref_seeded(plus_dm, di_length, True), true_range, strict=True)]
@@ -330,12 +329,14 @@ def test_cci_around_the_current_sma(walk, n):
 
 
 @SETTINGS
-@given(ohlc(max_bars=80), st.integers(2, 14), st.integers(2, 14))
-def test_dmi_scanner_variant(bars, di_length, adx_smoothing):
+@given(ohlc(max_bars=80), st.integers(2, 14), st.integers(2, 14), st.booleans())
+def test_dmi_scanner_and_builtin_variants(bars, di_length, adx_smoothing, builtin):
     high, low, close = bars
-    plus, minus, adx = pine.dmi(high, low, close, di_length, adx_smoothing, TOLERANCE)
+    plus, minus, adx = pine.dmi(high, low, close, di_length, adx_smoothing, builtin, TOLERANCE)
     columns = [
-        ref_dmi(high[:, j].tolist(), low[:, j].tolist(), close[:, j].tolist(), di_length, adx_smoothing)
+        ref_dmi(
+            high[:, j].tolist(), low[:, j].tolist(), close[:, j].tolist(), di_length, adx_smoothing, builtin
+        )
         for j in range(close.shape[1])
     ]
     for k, actual in enumerate((plus, minus, adx)):
@@ -392,14 +393,28 @@ def test_tolerant_comparisons():
 
 
 def test_flat_windows_divide_by_zero():
-    """A flat window: stoch's range, W%R's range and CCI's deviation are 0, so each is na; RSI is 100
-    (rma(D) = 0 is checked first) and the bar after a flat CCI window is 2000/3, whatever the move."""
+    """A window of one price: stoch's and W%R's range are 0, so each is na; RSI's two averages are 0, so it
+    is 0 / 0, na; CCI divides 0 by 0 where the sma is the price itself and is +-200/3 where the sma is an
+    ulp off it (0.1 * 3 rounds up, so three 0.1s average just above 0.1)."""
     flat = np.full((40, 1), 7.25)
     assert np.isnan(pine.stoch(flat, flat, flat, 14)).all() and np.isnan(pine.wpr(flat, flat, flat, 14)).all()
-    assert np.isnan(pine.cci(flat, 20)).all()
-    assert (pine.rsi(flat, 14)[14:] == 100).all() and np.isnan(pine.rsi(flat, 14)[:14]).all()
-    for move in (1e-7, 0.5):
-        moved = flat.copy()
-        moved[-1] += move
-        np.testing.assert_allclose(pine.cci(moved, 20)[-1, 0], 2000 / 3, rtol=1e-14)
-    assert (pine.sma(flat, 20)[19:] == 7.25).all()  # a window of equal values averages to that value exactly
+    assert np.isnan(pine.rsi(flat, 14)).all()
+    assert (pine.sma(flat, 20)[19:] == 7.25).all() and np.isnan(pine.cci(flat, 20)).all()
+    tenths = np.full((10, 1), 0.1)
+    assert (pine.sma(tenths, 3)[2:] == 0.1 * 3 / 3).all() and 0.1 * 3 / 3 > 0.1
+    assert (pine.cci(tenths, 3)[2:] == -200 / 3).all()
+    moved = flat.copy()
+    moved[-1] += 0.5
+    np.testing.assert_allclose(pine.cci(moved, 20)[-1, 0], 2000 / 3, rtol=1e-12)
+
+
+def test_rsi_along_a_flat_stretch_is_pines_arithmetic():
+    """After moves, a flat stretch shrinks both averages by 13/14 a bar, each rounded on its own: RSI keeps
+    its value to about 1e-13 but not exactly, bit for bit as the spec's loop in Pine's order computes it."""
+    moves = np.random.default_rng(5).normal(0.0, 0.01, 60)
+    x = np.concatenate([100.0 * np.cumprod(1.0 + moves), np.full(200, 0.0)])
+    x[60:] = x[59]
+    rsi = pine.rsi(x[:, None].copy(), 14)[:, 0]
+    np.testing.assert_array_equal(rsi, ref_rsi(x.tolist(), 14))
+    flat = rsi[60:]
+    assert 0 < np.ptp(flat) < 1e-12

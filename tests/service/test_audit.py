@@ -123,6 +123,16 @@ def test_row_available_a_bar_early_is_caught_and_named(clean: RunInfo, tmp_path:
     assert f"| serving | {symbol} | {ts.isoformat()} | available_at |" in report.to_markdown()
 
 
+def test_truncation_recomputes_under_the_runs_rules_and_history_window(backfilled) -> None:
+    """A chart run rated over the last 60 bars passes the truncation check: it recomputes each symbol under
+    the run's own rules and window. Its rows are not what the defaults give, so a recomputation with them
+    would flag every sampled symbol."""
+    built = backfilled(SyntheticUniverse(n_symbols=3, n_bars=200, seed=12), rules="chart", history_bars=60)
+    assert stored_rows(built.run)["bars"].max() == 60
+    report = audit_run(built.data_dir, built.run.run_id, samples=6, checks=("truncation",))
+    assert report.passed and report.checks[0].compared > 0
+
+
 @pytest.mark.parametrize(
     ("feature", "change", "position"), [("close", lambda x: x * (1 + 1e-6), 60), ("Rec.RSI", lambda x: -x, 0)]
 )

@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -21,11 +22,14 @@ from service.backfill import (
     HistoricalFeatureBackfill,
 )
 from service.jobs.admission import resolve_inside
+from service.ratings.engine import rate
 from service.sample import SampleFiles, SyntheticUniverse
-from service.sources.bars import REFUSAL_REASONS
+from service.sources.bars import REFUSAL_REASONS, clean_bars
+from service.sources.lake import Lake
 from storage.catalog import Catalog
 from storage.read import FeatureStore
 from vocabulary.errors import AsofError, InvalidInput
+from vocabulary.features import FEATURES, VOTES
 from vocabulary.spec import BackfillSpec
 from vocabulary.time import parse_instant
 
@@ -329,6 +333,37 @@ def test_a_cancelled_backfill_publishes_nothing(served: Path, sample: SampleFile
     assert_unchanged(before, published(served))
 
 
+@pytest.mark.parametrize("history_bars", [None, 90])
+def test_rules_and_history_bars_reach_the_engine_and_the_run_records_them(
+    sample: SampleFiles, tmp_path: Path, history_bars: int | None
+) -> None:
+    """A legacy backfill of a span, over all history or over the last 90 bars of each bar: its rows are the
+    engine's on the cleaned lake under those options (the backfill rates only the bars the span reads), not
+    the default ones, and the run records both options."""
+    spec = BackfillSpec(
+        lake=sample.lake,
+        interval="1d",
+        start="2015-09-01",
+        end="2015-12-31",
+        rules="legacy",
+        history_bars=history_bars,
+    )
+    run = HistoricalFeatureBackfill(tmp_path, spec).run().run
+    assert Catalog(tmp_path).run(run.run_id).spec == spec
+    lake = Lake(sample.lake, "1d")
+    frames = {symbol: clean_bars(lake.read(symbol))[0] for symbol in run.symbols}
+    in_span = rate(frames)["ts"].between(spec.start, spec.end)
+    expected = rate(frames, rules="legacy", history_bars=history_bars)[in_span].reset_index(drop=True)
+    store = FeatureStore(tmp_path, index=False)
+    stored = pd.concat([store.history(symbol, features="all") for symbol in run.symbols], ignore_index=True)
+    for name in ("symbol", "ts", "bars", "warm"):
+        assert stored[name].tolist() == expected[name].tolist(), name
+    for name in FEATURES:
+        np.testing.assert_array_equal(stored[name].astype("float64"), expected[name], err_msg=name)
+    default = rate(frames)[in_span].reset_index(drop=True)
+    assert (default[list(VOTES)].fillna(9) != expected[list(VOTES)].fillna(9)).any(axis=None)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -346,6 +381,9 @@ def test_a_cancelled_backfill_publishes_nothing(served: Path, sample: SampleFile
         ({"start": "yesterday-ish"}, "start: 'yesterday-ish' is not an ISO-8601 instant"),
         ({"symbols": []}, "symbols: empty universe: give at least one symbol"),
         ({"symbols": ["A:B"], "candidates": "c.json"}, "candidates: give either candidates or symbols"),
+        ({"rules": "screener"}, "rules: unknown rule set 'screener'; expected one of scanner, chart, legacy"),
+        ({"history_bars": 0}, "history_bars: must be a whole number of bars from 1 to 100000"),
+        ({"history_bars": "700"}, "history_bars: must be a whole number of bars"),
     ],
 )
 def test_bad_specs_are_refused_naming_the_field(tmp_path: Path, kwargs: dict, message: str) -> None:
@@ -375,6 +413,14 @@ def test_a_spec_round_trips_through_its_record_and_keys_equal_work_alike(tmp_pat
     assert replace(spec, keep_zero_volume=True).key() != spec.key()
     with pytest.raises(InvalidInput, match="unknown field"):
         BackfillSpec.from_dict({**spec.to_dict(), "colour": "red"})
+    assert replace(spec, rules="chart").key() != spec.key() != replace(spec, history_bars=700).key()
+
+
+def test_a_record_written_before_rules_and_history_bars_reads_back_with_the_defaults() -> None:
+    record = BackfillSpec(lake="lake", interval="1d").to_dict()
+    del record["rules"], record["history_bars"]
+    spec = BackfillSpec.from_dict(record)
+    assert (spec.rules, spec.history_bars) == ("scanner", None)
 
 
 def test_paths_must_resolve_inside_the_data_dir(tmp_path: Path) -> None:
