@@ -1,7 +1,6 @@
 """The FastAPI application: `create_app()` (uvicorn's `--factory` target) wires settings, the feature store,
 the job runner, the guards and the routes."""
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,13 +13,9 @@ from api.metrics import Metrics, RequestTimer
 from api.reads import ReadLimits
 from api.routes import features, health, jobs, methods, metrics, runs
 from api.settings import Settings
+from api.writer import Writer
 from service.jobs.runner import JobLimits, JobRunner
-from storage.datadir import WriterLock
 from storage.read import FeatureStore
-from storage.retention import collect
-from vocabulary.errors import Unavailable
-
-logger = logging.getLogger("asof")
 
 DESCRIPTION = """Point-in-time TradingView Technical Ratings.
 
@@ -34,61 +29,35 @@ needs `Authorization: Bearer <token>`.
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service over one data directory (`Settings.from_env()` when no settings are given).
 
-    It holds the data dir's writer lock from start-up to shut-down: a second server on the same data dir
-    fails to start, naming the first."""
+    The process that holds the data dir's writer lock runs the jobs (`api.writer`): a second server on the
+    same data dir fails to start, naming the first."""
     settings = settings or Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    lock = WriterLock(settings.data_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        lock.acquire(
-            url=f"http://{settings.bind_host}:{settings.port}",
-            what_to_do="a data dir is served by one server at a time; use that one or another data dir",
-        )
+        await run_in_threadpool(app.state.writer.begin)
         try:
-            await run_in_threadpool(retain)  # also sweeps what writers killed in a crash left behind
-            app.state.runner.start()
-            try:
-                yield
-            finally:
-                await run_in_threadpool(app.state.runner.stop)
+            yield
         finally:
-            lock.release()
+            await run_in_threadpool(app.state.writer.end)
 
     app = FastAPI(title="asof", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    app.state.settings = settings
-    app.state.store = FeatureStore(
+    store = FeatureStore(
         settings.data_dir, catalog_wait=settings.catalog_wait, default_dataset=settings.default_dataset
     )
-    store = app.state.store
-
-    def retain() -> None:
-        """Retention (ASOF_KEEP_RUNS): runs read lately or needed by a job are pinned. Housekeeping: a
-        catalog that cannot be read now postpones it (/health says why)."""
-        try:
-            pinned = store.pinned(settings.pin_seconds) | app.state.runner.pinned()
-            collected = collect(store.catalog, keep=settings.keep_runs, pinned=pinned)
-        except Unavailable as error:
-            logger.warning("retention postponed: %s", error)
-            return
-        if collected.runs or collected.swept:
-            logger.info(
-                "retention: deleted runs %s (%d bytes), swept %s",
-                collected.runs,
-                collected.bytes,
-                collected.swept,
-            )
-
-    limits = JobLimits(settings.max_queued_jobs, settings.max_audits, settings.max_job_history)
-    app.state.runner = JobRunner(
+    runner = JobRunner(
         settings.data_dir,
         catalog_wait=settings.catalog_wait,
-        limits=limits,
-        after_publish=lambda run_id: retain(),
+        limits=JobLimits(settings.max_queued_jobs, settings.max_audits, settings.max_job_history),
+        after_publish=lambda run_id: app.state.writer.retain(),
         after_job=lambda job: app.state.metrics.job_finished(job),
     )
-    app.state.metrics = Metrics(app.state.runner, store)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.runner = runner
+    app.state.writer = Writer(settings, store, runner)
+    app.state.metrics = Metrics(runner, store)
     app.state.reads = ReadLimits(settings.max_read_cells, settings.max_concurrent_reads)
     for module in (features, jobs, runs, health, metrics, methods):
         app.include_router(module.router)

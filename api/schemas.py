@@ -369,6 +369,8 @@ class DatasetOut(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok", "unhealthy"] = "ok"
     problems: list[str] = Field(description="what is wrong when unhealthy (503)")
+    pid: int = Field(description="the server process that answered")
+    writer: bool = Field(description="whether it holds the data dir's writer lock and runs the jobs")
     runs: int | None = Field(description="published runs (null when the catalog cannot be read)")
     newest_run: str | None = Field(examples=[EXAMPLE_RUN_ID])
     datasets: dict[str, DatasetOut] = Field(description="per dataset, its newest run and bar and their age")

@@ -42,6 +42,9 @@ class Settings:
     """The dataset an unnamed read follows when the data dir holds several."""
     catalog_wait: float = 1.0
     """Seconds a request waits for a catalog another process holds before answering 503."""
+    serve_group: str | None = None
+    """Set by `asof serve --workers N` for its worker processes (not for operators): a worker that finds the
+    writer lock held by its own group serves reads, and takes over jobs if the writer goes."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Self:

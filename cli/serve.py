@@ -1,5 +1,7 @@
 """`asof serve`: the feature service over HTTP."""
 
+import os
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +31,14 @@ def serve(
         Path,
         typer.Option(envvar="ASOF_DATA_DIR", file_okay=False, help="Where runs, jobs and the catalog live."),
     ] = Settings.data_dir,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes: one holds the data dir's writer lock and runs the jobs, the others serve "
+            "reads and take over if it goes.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve point-in-time features over HTTP; OpenAPI docs at /docs.
 
@@ -42,7 +52,19 @@ def serve(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(_access(settings), err=True)
-    uvicorn.run(create_app(settings), host=settings.bind_host, port=settings.port)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=settings.bind_host, port=settings.port)
+        return
+    # Worker processes build their app from the environment; one group, so they know each other's lock.
+    os.environ.update(
+        ASOF_DATA_DIR=str(settings.data_dir),
+        ASOF_HOST=settings.bind_host,
+        ASOF_PORT=str(settings.port),
+        ASOF_SERVE_GROUP=uuid.uuid4().hex,
+    )
+    uvicorn.run(
+        "api.app:create_app", factory=True, host=settings.bind_host, port=settings.port, workers=workers
+    )
 
 
 def _access(settings: Settings) -> str:

@@ -34,9 +34,10 @@ from vocabulary.spec import BackfillSpec
 CATALOG_FILE: Final = "catalog.duckdb"
 PUBLISHED_MARKER: Final = "catalog.published"
 """Replaced after every publish, so readers can tell with one stat that the newest run may have changed."""
-FORMAT_VERSION: Final = 3
+FORMAT_VERSION: Final = 4
 """1: the first release. 2: a `format` table; runs record their whole BackfillSpec and their layout; jobs
-have a kind. 3: runs belong to a dataset."""
+have a kind. 3: runs belong to a dataset. 4: a job records that its cancel was asked for (any server
+process may ask; the one that runs the job acts on it)."""
 RUN_LAYOUT: Final = 1
 """How a run's files are laid out. 1: one `features.parquet` sorted by (available_at, symbol)."""
 
@@ -94,7 +95,8 @@ CREATE TABLE jobs (
     created TIMESTAMP NOT NULL,
     started TIMESTAMP,
     finished TIMESTAMP,
-    message VARCHAR
+    message VARCHAR,
+    cancel_requested BOOLEAN NOT NULL DEFAULT false
 );
 """
 _RUN_COLUMNS = (
@@ -467,9 +469,15 @@ def _migrate_2_to_3(connection: duckdb.DuckDBPyConnection, tables: set[str]) -> 
         )
 
 
+def _migrate_3_to_4(connection: duckdb.DuckDBPyConnection, tables: set[str]) -> None:
+    """Jobs record a cancel request, so one server process can cancel a job another runs."""
+    connection.execute("ALTER TABLE jobs ADD COLUMN IF NOT EXISTS cancel_requested BOOLEAN DEFAULT false")
+
+
 _MIGRATIONS: Final[dict[int, Callable[[duckdb.DuckDBPyConnection, set[str]], None]]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
+    3: _migrate_3_to_4,
 }
 """From format N to N + 1, run inside the caller's transaction."""
 

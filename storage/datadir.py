@@ -38,8 +38,11 @@ class WriterLock:
         self.path = self.data_dir / LOCK_FILE
         self._descriptor: int | None = None
 
-    def acquire(self, *, url: str | None = None, what_to_do: str = "stop it first") -> None:
-        """Take the lock and record who holds it; DataDirBusy naming the holder if another process has it."""
+    def acquire(
+        self, *, url: str | None = None, group: str | None = None, what_to_do: str = "stop it first"
+    ) -> None:
+        """Take the lock and record who holds it (`group`: the server the process is a worker of);
+        DataDirBusy naming the holder if another process has it."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -51,11 +54,16 @@ class WriterLock:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "url": url,
+            "group": group,
             "since": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
         }
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, json.dumps(record).encode(), 0)
         self._descriptor = descriptor
+
+    @property
+    def held(self) -> bool:
+        return self._descriptor is not None
 
     def release(self) -> None:
         if self._descriptor is not None:

@@ -1,8 +1,10 @@
 """`GET /health`: whether the service can do its work, and if not, what is wrong (503, so an orchestrator
 acts). An empty data dir (no run yet) is healthy."""
 
+import os
+
 import pandas as pd
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from api.schemas import DatasetOut, HealthOut
 from api.state import Runner, Store
@@ -14,7 +16,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
-def health(store: Store, runner: Runner, response: Response) -> HealthOut:
+def health(request: Request, store: Store, runner: Runner, response: Response) -> HealthOut:
     """Published runs, the newest, jobs per state; `problems` names what is wrong (catalog unreadable or
     locked, the newest run's file missing, the job worker stopped or unable to record a job)."""
     problems = runner.problems()
@@ -36,6 +38,8 @@ def health(store: Store, runner: Runner, response: Response) -> HealthOut:
     now = pd.Timestamp.now(tz="UTC")
     return HealthOut(
         status="unhealthy" if problems else "ok",
+        pid=os.getpid(),
+        writer=request.app.state.writer.writing,
         problems=problems,
         runs=None if runs is None else len(runs),
         newest_run=runs[0].run_id if runs else None,

@@ -2,7 +2,10 @@
 persisted in the catalog, one at a time, cancellable, restart-safe. Each job's work runs in a child process
 (`service.jobs.child`), so reads stay fast while it computes.
 
-- One writer: a single worker thread consumes the queue, so at most one job writes at a time.
+- One writer: a single worker thread, in the server process that holds the data dir's writer lock, takes
+  queued jobs from the catalog oldest first, so at most one job writes at a time. Any server process may
+  queue a job or ask to cancel one (the request is recorded in the job's row); the worker notices within
+  `POLL` seconds.
 - Progress and per-symbol errors come from the child's typed messages (`service.jobs.messages`).
 - Cancel: a queued job is cancelled at once; a running one cooperatively (the child polls between chunks
   or checks), and killed if it has not stopped within `cancel_grace` seconds: a killed backfill leaves only
@@ -18,14 +21,13 @@ persisted in the catalog, one at a time, cancellable, restart-safe. Each job's w
 import logging
 import multiprocessing
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from service.jobs.child import run_in_child
 from service.jobs.messages import Cancelled, Failed, Outcome, Progress, Succeeded
@@ -36,6 +38,8 @@ from vocabulary.spec import AuditSpec
 
 logger = logging.getLogger(__name__)
 
+POLL: Final = 0.5
+"""Seconds between looks at the catalog for queued jobs and cancel requests from other server processes."""
 _QUEUED = frozenset({JobStatus.QUEUED})
 _RUNNING = frozenset({JobStatus.RUNNING})
 
@@ -70,7 +74,6 @@ class JobLimits:
 class _Active:
     job_id: str
     cancel: Event
-    cancel_requested: bool = False
 
 
 class JobRunner:
@@ -97,31 +100,23 @@ class JobRunner:
         self._blocked: tuple[str, float, str] | None = None
         """While the worker cannot write a job's state: (job id, since when, why)."""
         self._context = multiprocessing.get_context("spawn")
-        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._wake = threading.Event()
         self._lock = threading.Lock()
         self._active: _Active | None = None
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the worker; it first recovers from a previous process (see the module docstring), waiting
-        for the catalog if it cannot be read yet (`problems()` says so meanwhile)."""
+        """Start the worker (only in the process that holds the data dir's writer lock); it first recovers
+        from a previous process (see the module docstring), waiting for the catalog if it cannot be read yet
+        (`problems()` says so meanwhile)."""
         self._worker = threading.Thread(target=self._work, name="asof-job-worker", daemon=True)
         self._worker.start()
-
-    def _recover(self) -> None:
-        interrupted = self._recorded(
-            "(recovery)", lambda: self.jobs.interrupt_running("the server stopped while this job was running")
-        )
-        if interrupted:
-            logger.warning("jobs left running by a previous process marked interrupted: %s", interrupted)
-        for job in reversed(self._recorded("(recovery)", lambda: self.jobs.recent(statuses=_QUEUED))):
-            self._queue.put(job.job_id)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking jobs; a running one is cancelled and marked `interrupted`."""
         self._stopping.set()
-        self._queue.put(None)
+        self._wake.set()
         with self._lock:
             if self._active is not None:
                 self._active.cancel.set()
@@ -140,7 +135,7 @@ class JobRunner:
             if isinstance(work, AuditSpec) and self.jobs.active("audit") >= self.limits.audits:
                 raise Busy(f"{self.limits.audits} audits are already queued or running (ASOF_MAX_AUDITS)")
             job = self.jobs.create(work)
-        self._queue.put(job.job_id)
+        self._wake.set()
         return job
 
     def cancel(self, job_id: str) -> Job:
@@ -160,9 +155,10 @@ class JobRunner:
             if job.status not in ACTIVE:
                 raise JobFinished(job)
             if self._active is not None and self._active.job_id == job_id:
-                self._active.cancel_requested = True
                 self._active.cancel.set()
-        return self.jobs.update(job_id, message="cancellation requested") or self.jobs.get(job_id)
+        # Recorded for whichever server process runs the job: it polls for the request.
+        requested = self.jobs.update(job_id, cancel_requested=True, message="cancellation requested")
+        return requested or self.jobs.get(job_id)
 
     def problems(self) -> list[str]:
         """What keeps the worker from doing its work, for /health: empty when all is well."""
@@ -175,15 +171,31 @@ class JobRunner:
         return []
 
     def _work(self) -> None:
+        """Recover, then run queued jobs oldest first, as the catalog lists them (any server process may
+        have queued them), waking on a local submit or every `POLL` seconds."""
         try:
-            self._recover()
+            interrupted = self._recorded(
+                "(recovery)",
+                lambda: self.jobs.interrupt_running("the server stopped while this job was running"),
+            )
         except Unavailable:  # stopping while the catalog was still unavailable
             return
-        while (job_id := self._queue.get()) is not None and not self._stopping.is_set():
+        if interrupted:
+            logger.warning("jobs left running by a previous process marked interrupted: %s", interrupted)
+        while not self._stopping.is_set():
             try:
-                self._run(job_id)
+                job = self.jobs.next_queued()
+            except Unavailable as error:
+                logger.warning("the job queue cannot be read yet: %s", error)
+                job = None
+            if job is None:
+                self._wake.wait(POLL)
+                self._wake.clear()
+                continue
+            try:
+                self._run(job.job_id)
             except Exception:  # the worker outlives anything one job throws at it
-                logger.exception("job %s: the worker could not run it", job_id)
+                logger.exception("job %s: the worker could not run it", job.job_id)
 
     def _run(self, job_id: str) -> None:
         with self._lock:  # active before it runs, so a cancel from now on reaches it
@@ -237,10 +249,14 @@ class JobRunner:
         child.start()
         sender.close()
         outcome: Outcome = Failed(f"the {job.kind} process ended without a result")
-        last_progress = 0.0
+        last_progress = last_check = 0.0
         cancelled_at: float | None = None
         with receiver:
             while True:
+                if time.monotonic() - last_check >= POLL:
+                    last_check = time.monotonic()
+                    if self._cancel_requested(job.job_id):
+                        cancel.set()  # asked for from another server process
                 if cancel.is_set():
                     cancelled_at = cancelled_at or time.monotonic()
                     if time.monotonic() - cancelled_at > self.cancel_grace:
@@ -267,6 +283,13 @@ class JobRunner:
             outcome = Failed(f"{outcome.message} (exit code {child.exitcode})", outcome.errors)
         return outcome
 
+    def _cancel_requested(self, job_id: str) -> bool:
+        """Best effort, like progress: a busy catalog only delays noticing the request."""
+        try:
+            return self.jobs.get(job_id).cancel_requested
+        except Unavailable:
+            return False
+
     def _record_progress(self, job_id: str, progress: Progress) -> None:
         """Best effort: a busy catalog must not leave the child unsupervised."""
         try:
@@ -282,8 +305,7 @@ class JobRunner:
             fields |= {"run_id": outcome.run_id, "errors": outcome.errors, "report": outcome.report}
             fields["message"] = outcome.message
         elif isinstance(outcome, Cancelled):
-            with self._lock:
-                by_client = self._active is not None and self._active.cancel_requested
+            by_client = not self._stopping.is_set()
             status = JobStatus.CANCELLED if by_client else JobStatus.INTERRUPTED
             fields["message"] = "cancelled on request" if by_client else "the server stopped during the job"
         else:

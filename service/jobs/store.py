@@ -60,6 +60,7 @@ class Job:
     started: pd.Timestamp | None
     finished: pd.Timestamp | None
     message: str | None
+    cancel_requested: bool = False
 
     @property
     def kind(self) -> str:
@@ -67,9 +68,12 @@ class Job:
 
 
 _COLUMNS = (
-    "job_id, kind, status, params, done, total, errors, report, run_id, created, started, finished, message"
+    "job_id, kind, status, params, done, total, errors, report, run_id, created, started, finished, message, "
+    "cancel_requested"
 )
-_UPDATABLE = frozenset({"done", "total", "errors", "report", "run_id", "started", "finished", "message"})
+_UPDATABLE = frozenset(
+    {"done", "total", "errors", "report", "run_id", "started", "finished", "message", "cancel_requested"}
+)
 _JSON_FIELDS = frozenset({"errors", "report"})
 
 
@@ -83,9 +87,8 @@ def _timestamp(value: datetime | None) -> pd.Timestamp | None:
 
 
 def _job(row: tuple) -> Job:
-    job_id, kind, status, params, done, total, errors, report, run_id, created, started, finished, message = (
-        row
-    )
+    job_id, kind, status, params, done, total, errors, report, run_id, created, started, finished = row[:12]
+    message, cancel_requested = row[12:]
     return Job(
         job_id=job_id,
         status=JobStatus(status),
@@ -99,6 +102,7 @@ def _job(row: tuple) -> Job:
         started=_timestamp(started),
         finished=_timestamp(finished),
         message=message,
+        cancel_requested=bool(cancel_requested),
     )
 
 
@@ -194,6 +198,15 @@ class JobStore:
         with self.catalog.connect() as connection:
             rows = dict(connection.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
         return {status.value: rows.get(status.value, 0) for status in JobStatus}
+
+    def next_queued(self) -> Job | None:
+        """The job queued first, if any: jobs run in the order they were asked for."""
+        with self.catalog.connect() as connection:
+            row = connection.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE status = ? ORDER BY created, job_id LIMIT 1",
+                [JobStatus.QUEUED],
+            ).fetchone()
+        return None if row is None else _job(row)
 
     def find_active(self, work: Work) -> Job | None:
         """The queued or running job doing exactly this work, if any."""

@@ -105,9 +105,11 @@ def test_an_empty_data_dir_is_healthy(tmp_path: Path) -> None:
     with running_server(tmp_path / "fresh") as url:
         health = httpx.get(f"{url}/health")
     assert health.status_code == 200
-    assert health.json() | {"jobs": None} == {
+    assert health.json() | {"jobs": None, "pid": 0} == {
         "status": "ok",
         "problems": [],
+        "pid": 0,
+        "writer": True,
         "runs": 0,
         "newest_run": None,
         "datasets": {},

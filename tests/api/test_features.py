@@ -206,9 +206,11 @@ def test_health_names_the_newest_run_its_dataset_and_the_jobs(served):
     assert age == pytest.approx(
         (pd.Timestamp.now(tz="UTC") - run.end - pd.Timedelta(days=1)).total_seconds(), abs=60
     )
+    assert health.pop("pid") > 0
     assert health == {
         "status": "ok",
         "problems": [],
+        "writer": True,
         "runs": 1,
         "newest_run": job["run_id"],
         "datasets": {"lake_1d": {"run_id": job["run_id"], "interval": "1d"}},
