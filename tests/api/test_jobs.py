@@ -71,7 +71,7 @@ def wait_until_running(client: httpx.Client, job_id: str) -> None:
 
 def test_a_duplicate_request_is_a_conflict_naming_the_active_job(data_dir):
     with running_server(data_dir) as url, httpx.Client(base_url=url, timeout=60) as client:
-        first = client.post("/backfill", json=body("large", symbols=LARGE.symbols[:50]))  # long enough to cancel
+        first = client.post("/backfill", json=body("large", symbols=LARGE.symbols[:50]))  # long: cancellable
         assert first.status_code == 202
         job_id = first.json()["job_id"]
         same = body("./large/../large", symbols=list(reversed(LARGE.symbols[:50])))  # spelled differently
