@@ -13,6 +13,7 @@ from api.metrics import Metrics, RequestTimer
 from api.reads import ReadLimits
 from api.routes import features, health, jobs, methods, metrics, runs
 from api.settings import Settings
+from api.watch import Watch
 from api.writer import Writer
 from service.jobs.runner import JobLimits, JobRunner
 from storage.read import FeatureStore
@@ -37,9 +38,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(app.state.writer.begin)
+        await run_in_threadpool(app.state.watch.start)
         try:
             yield
         finally:
+            app.state.watch.stop()
             await run_in_threadpool(app.state.writer.end)
 
     app = FastAPI(title="asof", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
@@ -50,13 +53,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir,
         catalog_wait=settings.catalog_wait,
         limits=JobLimits(settings.max_queued_jobs, settings.max_audits, settings.max_job_history),
-        after_publish=lambda run_id: app.state.writer.retain(),
+        after_publish=lambda run_id: published(),
         after_job=lambda job: app.state.metrics.job_finished(job),
     )
     app.state.settings = settings
     app.state.store = store
     app.state.runner = runner
     app.state.writer = Writer(settings, store, runner)
+    app.state.watch = Watch(store, runner)
+
+    def published() -> None:
+        """After a publish, before its job reads as done: retention, then what /runs and /health show."""
+        app.state.writer.retain()
+        app.state.watch.refresh()
+
     app.state.metrics = Metrics(runner, store)
     app.state.reads = ReadLimits(settings.max_read_cells, settings.max_concurrent_reads)
     for module in (features, jobs, runs, health, metrics, methods):

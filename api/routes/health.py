@@ -1,5 +1,6 @@
 """`GET /health`: whether the service can do its work, and if not, what is wrong (503, so an orchestrator
-acts). An empty data dir (no run yet) is healthy."""
+acts). It reads no storage: the watch (`api.watch`) keeps what it reports current. An empty data dir (no
+run yet) is healthy."""
 
 import os
 
@@ -7,44 +8,32 @@ import pandas as pd
 from fastapi import APIRouter, Request, Response
 
 from api.schemas import DatasetOut, HealthOut
-from api.state import Runner, Store
 from storage.catalog import RunInfo
-from vocabulary.errors import Unavailable
 from vocabulary.time import available_at
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
-def health(request: Request, store: Store, runner: Runner, response: Response) -> HealthOut:
-    """Published runs, the newest, jobs per state; `problems` names what is wrong (catalog unreadable or
-    locked, the newest run's file missing, the job worker stopped or unable to record a job)."""
-    problems = runner.problems()
-    runs = jobs = None
-    datasets: dict[str, RunInfo] = {}
-    try:
-        runs = store.catalog.runs()  # newest first
-        datasets = store.datasets()
-        jobs = runner.jobs.counts()
-    except Unavailable as error:
-        problems.append(f"catalog: {error}")
-    problems += [
-        f"run {run.run_id} (dataset {name}): its features file is missing"
-        for name, run in datasets.items()
-        if not run.path.is_file()
-    ]
+async def health(request: Request, response: Response) -> HealthOut:
+    """Published runs, the newest, each dataset's newest run and bar, jobs per state; `problems` names what
+    is wrong (catalog unreadable or locked, a dataset's newest run file missing, the job worker stopped or
+    unable to record a job)."""
+    snapshot = request.app.state.watch.snapshot
+    problems = [*snapshot.problems, *request.app.state.runner.problems()]
     if problems:
         response.status_code = 503
     now = pd.Timestamp.now(tz="UTC")
+    runs = snapshot.runs
     return HealthOut(
         status="unhealthy" if problems else "ok",
+        problems=problems,
         pid=os.getpid(),
         writer=request.app.state.writer.writing,
-        problems=problems,
         runs=None if runs is None else len(runs),
         newest_run=runs[0].run_id if runs else None,
-        datasets={name: _dataset_out(run, now) for name, run in datasets.items()},
-        jobs=jobs,
+        datasets={name: _dataset_out(run, now) for name, run in snapshot.datasets.items()},
+        jobs=snapshot.jobs,
     )
 
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from api.errors import ERROR_RESPONSES
 from api.paths import public_spec
@@ -14,7 +14,7 @@ from api.state import Runner, Store
 from service.jobs.store import ACTIVE, JobStatus
 from storage.catalog import RunInfo
 from storage.export import feature_matrix
-from vocabulary.errors import NotFound
+from vocabulary.errors import NotFound, Unavailable
 from vocabulary.spec import AuditSpec
 
 router = APIRouter(tags=["runs"])
@@ -45,16 +45,27 @@ def run_out(run: RunInfo, data_dir: Path) -> RunOut:
 
 
 @router.get("/runs", response_model=list[RunOut])
-def list_runs(store: Store, dataset: Annotated[str | None, Query(max_length=64)] = None) -> list[RunOut]:
-    """Published runs, newest first (of `dataset` when given)."""
-    runs = store.catalog.runs()
+async def list_runs(
+    request: Request, store: Store, dataset: Annotated[str | None, Query(max_length=64)] = None
+) -> list[RunOut]:
+    """Published runs, newest first (of `dataset` when given), as the watch last saw them (a publish shows
+    here before its job reads as done)."""
+    runs = _watched_runs(request)
     return [run_out(run, store.catalog.data_dir) for run in runs if dataset in (None, run.spec.dataset)]
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=ERROR_RESPONSES)
-def get_run(run_id: str, store: Store) -> RunOut:
+def get_run(run_id: str, request: Request, store: Store) -> RunOut:
     """One run: symbols, span, interval, lag, features, code version, creation time, parameters."""
-    return run_out(store.catalog.run(run_id), store.catalog.data_dir)
+    run = next((run for run in _watched_runs(request) if run.run_id == run_id), None)
+    return run_out(run or store.catalog.run(run_id), store.catalog.data_dir)
+
+
+def _watched_runs(request: Request) -> list[RunInfo]:
+    snapshot = request.app.state.watch.snapshot
+    if snapshot.runs is None:
+        raise Unavailable("; ".join(snapshot.problems))
+    return snapshot.runs
 
 
 @router.get(

@@ -14,7 +14,7 @@ import pytest
 
 from service.sample import SyntheticUniverse
 from storage.catalog import CATALOG_FILE, Catalog
-from tests.support.server import ServerProcess, running_server, wait_for_job
+from tests.support.server import ServerProcess, eventually, running_server, wait_for_job
 
 UNIVERSE = SyntheticUniverse(n_symbols=40, n_bars=1500, seed=31)
 AS_OF = "2016-06-01"
@@ -40,6 +40,7 @@ def test_a_locked_catalog_neither_kills_the_worker_nor_hangs_a_request(served: P
             time.sleep(0.05)
         holder = duckdb.connect(str(served / CATALOG_FILE))  # an exclusive lock on the file
         try:
+            eventually(lambda: client.get("/health").status_code == 503)  # the watch looks twice a second
             for path in ("/health", "/runs", "/jobs"):
                 response, seconds = timed(lambda path=path: client.get(path))
                 assert response.status_code == 503, (path, response.text)
@@ -56,8 +57,8 @@ def test_a_locked_catalog_neither_kills_the_worker_nor_hangs_a_request(served: P
         assert finished["status"] in {"failed", "succeeded"}
         if finished["status"] == "failed":
             assert "locked" in finished["message"]
-        health = client.get("/health")
-        assert health.status_code == 200 and health.json()["problems"] == [], health.text
+        health = eventually(lambda: (answer := client.get("/health")).status_code == 200 and answer)
+        assert health.json()["problems"] == [], health.text
         again = client.post("/backfill", json={"lake": "sample/lake", "interval": "1d"}).json()
         assert wait_for_job(client, again["job_id"])["status"] == "succeeded"  # the worker went on
 

@@ -17,7 +17,7 @@ from service.sources.bars import clean_bars
 from service.sources.lake import Lake
 from storage.catalog import Catalog
 from storage.read import FeatureStore
-from tests.support.server import ServerProcess, running_server, wait_for_job
+from tests.support.server import ServerProcess, eventually, running_server, wait_for_job
 from vocabulary.features import FEATURES
 from vocabulary.spec import AuditSpec, BackfillSpec
 
@@ -106,7 +106,7 @@ def test_cancel_stops_a_running_job_at_once_for_a_queued_one_and_publishes_nothi
         assert client.get("/runs").json() == runs
         again = client.delete(f"/jobs/{running}")
         assert again.status_code == 409 and again.json()["job_id"] == running
-        assert client.get("/health").json()["jobs"]["cancelled"] == 2
+        eventually(lambda: client.get("/health").json()["jobs"]["cancelled"] == 2)
         last = client.post("/backfill", json=body("large")).json()["job_id"]
         wait_until_running(client, last)
     job = JobStore(Catalog(data_dir)).get(last)  # the server has stopped (SIGTERM) meanwhile

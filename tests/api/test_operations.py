@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from cli import app
 from service.sample import SyntheticUniverse
 from storage.catalog import Catalog
-from tests.support.server import running_server, wait_for_job
+from tests.support.server import eventually, running_server, wait_for_job
 
 UNIVERSE = SyntheticUniverse(n_symbols=6, n_bars=300, seed=61)
 BACKFILL = {"lake": "sample/lake", "interval": "1d"}
@@ -64,7 +64,13 @@ def test_metrics_count_requests_jobs_and_dataset_age(backfilled) -> None:
     with running_server(data_dir) as url, httpx.Client(base_url=url, timeout=60) as client:
         client.get("/features", params={"as_of": "2015-06-01"})
         backfill(client)
-        text = client.get("/metrics").text
+        finished = 'asof_job_seconds_count{kind="backfill",status="succeeded"} 1.0'
+
+        def scraped() -> str | None:
+            text = client.get("/metrics").text
+            return text if finished in text else None
+
+        text = eventually(scraped)
     assert re.search(r'asof_request_seconds_count\{method="GET",route="/features",status="200"\} 1\.0', text)
     assert 'asof_job_seconds_count{kind="backfill",status="succeeded"} 1.0' in text
     assert 'asof_jobs{status="succeeded"} 1.0' in text

@@ -30,8 +30,8 @@ def served(backfilled) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while len(workers(url, tries=1)) < 1:
+        deadline = time.monotonic() + 90
+        while len(workers(url, tries=10)) < 2:  # both workers up, one of them writing
             assert time.monotonic() < deadline and process.poll() is None, "the server did not start"
             time.sleep(0.2)
         yield url

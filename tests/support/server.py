@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -117,3 +117,14 @@ def wait_for_job(client: httpx.Client, job_id: str, *, timeout: float = 180.0) -
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s: {job}")
         time.sleep(0.1)
+
+
+def eventually[T](probe: Callable[[], T], *, timeout: float = 10.0) -> T:
+    """`probe()` once it is truthy: for what the server reports with a bounded delay (/health and /runs come
+    from a snapshot at most half a second old). AssertionError with the last value after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still {value!r} after {timeout} s")
+        time.sleep(0.05)
+    return value
