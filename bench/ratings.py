@@ -6,18 +6,30 @@ ratio, whether the outputs agree (votes and ratings exactly, values to 1e-9 rela
 Rates are per CPU second of this process (on its one core), so other work on the machine does not distort
 them; wall time and the load average are printed alongside. Targets (issue 2): panel >= 20x the oracle and
 >= 2M bar-ratings/s.
+
+Then carried state (issue 13), in the same run: 1,000 symbols of 2,520 daily bars get one new bar, and 100
+symbols of two weeks of 1-minute bars get a day (1,440), each rated by resuming from the states their
+histories left, beside the full re-rate of their whole histories (whose last rows it must equal, to the
+bit); and the states' size in `state.parquet` (zstd, as runs are written) and the time to write and read it.
 """
 
 import os
 import resource
+import tempfile
 import time
 import tracemalloc
+from pathlib import Path
 
-from service.ratings import engine, oracle
+import pyarrow.parquet as pq
+
+from service.ratings import engine, oracle, pine
+from service.ratings import state as carried_state
 from service.sample import SyntheticUniverse
 from service.sources.bars import clean_bars
 
 SYMBOLS, BARS, SEED = 500, 2520, 2
+UPDATES = (("1d", 1000, 2520, 1), ("1m", 100, 20_160, 1440))
+"""Carried state: (interval, symbols, bars already rated, new bars)."""
 ORACLE_SYMBOLS = int(os.environ.get("ASOF_BENCH_ORACLE_SYMBOLS", SYMBOLS))
 """The oracle takes about 35 CPU seconds on all 500; fewer times it on a subset, extrapolated per bar."""
 
@@ -91,6 +103,52 @@ def run(core: str) -> None:
     print(
         f"memory       : process peak RSS {peak_rss:,.0f} MiB (ru_maxrss: data, both engines, comparison); "
         f"panel engine peak allocation {panel_peak / 2**20:,.0f} MiB (tracemalloc, untimed rerun)"
+    )
+    for interval, symbols, bars, new in UPDATES:
+        resuming(interval, symbols, bars, new)
+
+
+def resuming(interval: str, symbols: int, bars: int, new: int) -> None:
+    """Rate `new` bars of each symbol by resuming from its carried state, and by re-rating all its bars."""
+    universe = SyntheticUniverse(n_symbols=symbols, n_bars=bars + new, interval=interval, seed=SEED)
+    frames = {symbol: clean_bars(raw)[0] for symbol, raw in universe.frames().items()}
+    listed = {symbol: frame for symbol, frame in frames.items() if len(frame) > new}  # before the update
+    history = {symbol: frame.iloc[:-new] for symbol, frame in listed.items()}
+    update = {symbol: frame.iloc[-new:] for symbol, frame in listed.items()}
+    states = engine.resume(history).states  # what the backfill stored with its run
+    full, resumed = Stopwatch(), []
+    with full:
+        rows = engine.rate(listed)
+    for _ in range(3):
+        with Stopwatch() as watch:
+            resumed_rows = engine.resume(update, states).rows
+        resumed.append(watch)
+    watch = min(resumed, key=lambda stopwatch: stopwatch.cpu)
+    last = rows.groupby("symbol", sort=False).tail(new).reset_index(drop=True)
+    identical = last.equals(resumed_rows)  # NaN where NaN, every other value exact
+    print(
+        f"resume {interval:<5} : {len(listed):,} symbols (a grid of {bars:,} bars) + {new:,} new bars each; "
+        f"identical to the full re-rate's rows: {'yes' if identical else 'NO'}"
+    )
+    print(f"  full re-rate : {full}  ({sum(map(len, listed.values())):,} bars)")
+    print(f"  resumed      : {watch}  {full.cpu / watch.cpu:,.0f}x less CPU (best of 3)")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "state.parquet"
+        with Stopwatch() as written:
+            pq.write_table(carried_state.to_arrow(states), path, compression="zstd")
+        with Stopwatch() as read:
+            carried_state.from_arrow(
+                pq.read_table(path),
+                rules="scanner",
+                history_bars=None,
+                tolerance=pine.TOLERANCE,
+                width=engine.state_width(),
+            )
+        size = path.stat().st_size
+    print(
+        f"  state        : {engine.state_width():,} values a symbol ({8 * engine.state_width():,} bytes); "
+        f"state.parquet {size / len(states):,.0f} bytes a symbol ({size / 2**20:,.1f} MiB), "
+        f"written in {written.wall:.3f} s, read in {read.wall:.3f} s (wall)"
     )
 
 

@@ -4,6 +4,14 @@ A panel is a 2-D float64 array shaped (bar index, symbol) in which NaN is Pine's
 down each column on its own and only looks back, so a column's result never depends on another column, and
 a column's leading na (warm-up) and trailing na (padding after its last bar) behave as in Pine.
 
+Every primitive also resumes: it takes what it carries from bar to bar (its recursive averages and their
+seed progress, its window's last inputs, the previous values it looks back on) from a `Carry` before the
+panel's first row, and leaves it there as of each column's last bar. A panel continues a column's history
+exactly where the carried state left it, and a full history is a resume from the empty state (NaN
+everywhere): there is one implementation of each primitive, and resuming rounds exactly as the full run
+does, because it runs the same arithmetic on the same numbers (window sums included: a sum's compensated
+prefix is carried, not recomputed).
+
 Each primitive is a plain bar loop compiled with numba (`cache=True`: after the first compilation a process
 loads the machine code from `__pycache__`), callable from Python and from other compiled code. Most loops
 walk the bars in order and, within a bar, the symbols, which are independent, so the processor works on
@@ -14,7 +22,7 @@ Pine's own operators `<`, `>`, `==`, `!=` on floats carry an absolute tolerance 
 numbers and for panels); the builtins compare exactly.
 """
 
-from typing import Final
+from typing import Final, NamedTuple
 
 import numba
 import numpy as np
@@ -33,6 +41,72 @@ Pine, instead of raising."""
 inlined = numba.njit(cache=True, error_model="numpy", nogil=True, inline="always")
 """How the small scalar helpers are compiled: inlined into their callers, where a call would cost more than
 the helper's arithmetic."""
+
+
+# --- carried state ------------------------------------------------------------------------------------------
+
+
+class Carry(NamedTuple):
+    """The state the primitives carry between calls, for the columns of a panel.
+
+    `values` holds it (state rows x columns, updated in place): each primitive call takes the next rows, in
+    the order of the calls, and NaN everywhere is the empty state (no bar seen). `ends[j]` is column j's
+    number of bars: the rows after it are padding, and the state is left as of its last bar (unchanged
+    when it has none). `cursor` counts the rows taken so far."""
+
+    values: Panel
+    ends: NDArray[np.int64]
+    cursor: NDArray[np.int64]
+
+
+@compiled
+def carry(values: Panel, ends: NDArray[np.int64]) -> Carry:
+    """A Carry over these state rows for columns of `ends` bars, taken from its first row."""
+    return Carry(values, ends, np.zeros(1, dtype=np.int64))
+
+
+@inlined
+def _take(carry: Carry, size: int):
+    """The next `size` state rows of the carry (a view, for the calling primitive to read and update)."""
+    start = carry.cursor[0]
+    if start + size > carry.values.shape[0]:
+        raise ValueError("the carry holds fewer state rows than the primitives take")
+    carry.cursor[0] = start + size
+    return carry.values[start : start + size]
+
+
+@inlined
+def _or_zero(value: float) -> float:
+    """A carried number, 0 where nothing was carried (the empty state is NaN)."""
+    return 0.0 if np.isnan(value) else value
+
+
+@compiled
+def carried(x: Panel, bars: int, carry: Carry) -> Panel:
+    """The `bars` inputs before the panel's first row, oldest first (NaN before a history's first bar): what
+    a window or a look-back reads across the resume (`back`). The carry moves on to the `bars` inputs up to
+    each column's last bar."""
+    tail = _take(carry, bars)
+    before = tail.copy()
+    for r in range(bars):
+        for j in range(x.shape[1]):
+            tail[r, j] = _stacked(x, before, carry.ends[j] + r, j)
+    return before
+
+
+@inlined
+def back(x: Panel, before: Panel, i: int, j: int, bars: int) -> float:
+    """`x[bars]` on bar i of column j, reading the carried inputs before the panel (`carried`) where it
+    reaches back past the first row (at most their number of bars)."""
+    return _stacked(x, before, i + before.shape[0] - bars, j)
+
+
+@inlined
+def _stacked(x: Panel, before: Panel, e: int, j: int) -> float:
+    """Row e, column j of `before` stacked on x. The branch depends on the row only, so a loop over the
+    columns runs without it."""
+    kept = before.shape[0]
+    return before[e, j] if e < kept else x[e - kept, j]
 
 
 # --- comparisons --------------------------------------------------------------------------------------------
@@ -63,28 +137,31 @@ def ne(a, b, tolerance=TOLERANCE):
 
 
 @compiled
-def crossover(a: Panel, b: Panel) -> Mask:
+def crossover(a: Panel, b: Panel, carry: Carry) -> Mask:
     """ta.crossover: a > b now, and a <= b on the last earlier bar where both were defined (exact)."""
-    return _crossed(a, b, 1.0)
+    return _crossed(a, b, 1.0, carry)
 
 
 @compiled
-def crossunder(a: Panel, b: Panel) -> Mask:
+def crossunder(a: Panel, b: Panel, carry: Carry) -> Mask:
     """ta.crossunder: a < b now, and a >= b on the last earlier bar where both were defined (exact)."""
-    return _crossed(a, b, -1.0)
+    return _crossed(a, b, -1.0, carry)
 
 
 @compiled
-def _crossed(a: Panel, b: Panel, direction: float) -> Mask:
+def _crossed(a: Panel, b: Panel, direction: float, carry: Carry) -> Mask:
+    """Carries whether a was level with b or behind it on the last bar where both were defined."""
+    state = _take(carry, 1)
     rows, columns = a.shape
     out = np.empty((rows, columns), dtype=np.bool_)
-    armed = np.zeros(columns, dtype=np.bool_)  # on the last defined bar, a was level with b or behind it
+    armed = state[0] == 1.0
     for i in range(rows):
         for j in range(columns):
             gap = (a[i, j] - b[i, j]) * direction
             out[i, j] = armed[j] and gap > 0.0
-            if not np.isnan(gap):
+            if i < carry.ends[j] and not np.isnan(gap):
                 armed[j] = gap <= 0.0
+    state[0] = np.where(armed, 1.0, 0.0)
     return out
 
 
@@ -92,44 +169,48 @@ def _crossed(a: Panel, b: Panel, direction: float) -> Mask:
 
 
 @compiled
-def shift(x: Panel, bars: int = 1) -> Panel:
-    """`x[bars]`: the value `bars` bars ago; na on the first `bars` bars."""
+def shift(x: Panel, bars: int, carry: Carry) -> Panel:
+    """`x[bars]`: the value `bars` bars ago; na before the first bar. Carries the last `bars` values."""
+    before = carried(x, bars, carry)
     rows, columns = x.shape
     out = np.empty((rows, columns))
     for i in range(rows):
         for j in range(columns):
-            out[i, j] = x[i - bars, j] if i >= bars else np.nan
+            out[i, j] = back(x, before, i, j, bars)
     return out
 
 
 @compiled
-def change(x: Panel, bars: int = 1) -> Panel:
-    """ta.change: x - x[bars]; na while either is na."""
+def change(x: Panel, bars: int, carry: Carry) -> Panel:
+    """ta.change: x - x[bars]; na while either is na. Carries the last `bars` values."""
+    before = carried(x, bars, carry)
     rows, columns = x.shape
     out = np.empty((rows, columns))
     for i in range(rows):
         for j in range(columns):
-            out[i, j] = x[i, j] - x[i - bars, j] if i >= bars else np.nan
+            out[i, j] = x[i, j] - back(x, before, i, j, bars)
     return out
 
 
 @compiled
-def mom(x: Panel, n: int) -> Panel:
+def mom(x: Panel, n: int, carry: Carry) -> Panel:
     """ta.mom: x - x[n], the same as ta.change over n bars."""
-    return change(x, n)
+    return change(x, n, carry)
 
 
 @compiled
-def fixnan(x: Panel) -> Panel:
-    """fixnan: an na is replaced by the column's last non-na value (na before the first one)."""
+def fixnan(x: Panel, carry: Carry) -> Panel:
+    """fixnan: an na is replaced by the column's last non-na value (na before the first one), carried."""
+    state = _take(carry, 1)
     rows, columns = x.shape
     out = np.empty((rows, columns))
-    last = np.full(columns, np.nan)
+    last = state[0].copy()
     for i in range(rows):
         for j in range(columns):
-            if not np.isnan(x[i, j]):
+            if i < carry.ends[j] and not np.isnan(x[i, j]):
                 last[j] = x[i, j]
             out[i, j] = last[j]
+    state[0] = last
     return out
 
 
@@ -171,111 +252,139 @@ def _difference(total: float, lost: float, earlier: float, earlier_lost: float) 
 
 
 @compiled
-def sma(x: Panel, n: int) -> Panel:
+def sma(x: Panel, n: int, carry: Carry) -> Panel:
     """ta.sma: the sum of the last n non-na values divided by n; na until n exist and on a bar whose input
     is na.
 
     Window sums are differences of compensated prefix sums of the column's non-na values (`_difference`):
     the window's sum correctly rounded, however long the history, as TradingView's compensated rolling sum
     gives it (PyneCore measured that sum). No window is special: n equal values v give the rounded n * v
-    divided by n, which is v itself or an ulp from it (about one price in eight), as in Pine."""
+    divided by n, which is v itself or an ulp from it (about one price in eight), as in Pine.
+
+    Carries the number of non-na values seen, the last n - 1 of them and the prefix sum before them: a
+    resume rebuilds the prefix sums of its first windows exactly as the full run had them."""
     rows, columns = x.shape
+    state = _take(carry, n + 2)  # count, the prefix sum and its error before the last n - 1 values, those
     out = np.full((rows, columns), np.nan)
-    prefix = np.zeros(rows + 1)  # prefix[c]: the sum of the first c non-na values, plus
-    error = np.zeros(rows + 1)  # error[c]: the rounding error of that sum
+    prefix = np.empty(rows + n)  # prefix[k]: the sum after the k-th value from the carried prefix on, plus
+    error = np.empty(rows + n)  # error[k]: the rounding error of that sum
+    values = np.empty(rows + n)  # values[k]: the k-th value
     for j in range(columns):
-        count, total, lost = 0, 0.0, 0.0
-        for i in range(rows):
+        total, lost = _or_zero(state[1, j]), _or_zero(state[2, j])
+        prefix[0], error[0] = total, lost
+        k = 0
+        for r in range(n - 1):
+            value = state[3 + r, j]
+            if not np.isnan(value):
+                total, rounding = _two_sum(total, value)
+                lost += rounding
+                k += 1
+                prefix[k], error[k], values[k] = total, lost, value
+        before = _or_zero(state[0, j]) - k  # the values counted before the carried prefix
+        for i in range(carry.ends[j]):
             value = x[i, j]
             if np.isnan(value):
                 continue
             total, rounding = _two_sum(total, value)
             lost += rounding
-            count += 1
-            prefix[count], error[count] = total, lost
-            if count >= n:
-                out[i, j] = _difference(total, lost, prefix[count - n], error[count - n]) / n
+            k += 1
+            prefix[k], error[k], values[k] = total, lost, value
+            if before + k >= n:
+                out[i, j] = _difference(total, lost, prefix[k - n], error[k - n]) / n
+        kept = min(k, n - 1)
+        state[0, j] = before + k
+        state[1, j], state[2, j] = prefix[k - kept], error[k - kept]
+        for r in range(n - 1):
+            back = n - 1 - r  # the back-th last value
+            state[3 + r, j] = values[k - back + 1] if back <= kept else np.nan
     return out
 
 
 @compiled
-def window_sum(x: Panel, n: int) -> Panel:
+def window_sum(x: Panel, n: int, carry: Carry) -> Panel:
     """math.sum: the sum of the values of the last n bars, correctly rounded (as in `sma`); na while the
-    window holds an na."""
+    window holds an na. Carries the last n - 1 inputs and the prefix sum before them."""
     rows, columns = x.shape
+    sums = _take(carry, 2)  # the prefix sum before the carried inputs, and its error
+    before = carried(x, n - 1, carry)
     out = np.full((rows, columns), np.nan)
-    prefix = np.zeros(rows + 1)
-    error = np.zeros(rows + 1)
+    prefix = np.empty(rows + n)  # prefix[e]: the sum of the first e rows of `before` then x, plus
+    error = np.empty(rows + n)  # error[e]: the rounding error of that sum
     for j in range(columns):
-        total, lost, last_na = 0.0, 0.0, -1
-        for i in range(rows):
-            value = x[i, j]
+        total, lost, last_na = _or_zero(sums[0, j]), _or_zero(sums[1, j]), -1
+        prefix[0], error[0] = total, lost
+        for e in range(n - 1 + carry.ends[j]):
+            value = _stacked(x, before, e, j)
             if np.isnan(value):
-                last_na = i
+                last_na = e
             else:
                 total, rounding = _two_sum(total, value)
                 lost += rounding
-            prefix[i + 1], error[i + 1] = total, lost
-            if i - last_na >= n:
-                out[i, j] = _difference(total, lost, prefix[i + 1 - n], error[i + 1 - n])
+            prefix[e + 1], error[e + 1] = total, lost
+            if e - last_na >= n:
+                out[e - n + 1, j] = _difference(total, lost, prefix[e + 1 - n], error[e + 1 - n])
+        sums[0, j], sums[1, j] = prefix[carry.ends[j]], error[carry.ends[j]]
     return out
 
 
 @compiled
-def wma(x: Panel, n: int) -> Panel:
+def wma(x: Panel, n: int, carry: Carry) -> Panel:
     """ta.wma: sum of (n - i) * x[i] over i < n, divided by n(n+1)/2; na while the window holds an na. The
     window is summed afresh on every bar, oldest first, as PyneCore measured TradingView doing (newest
-    first, or a rolling update, differ in the last digits)."""
+    first, or a rolling update, differ in the last digits). Carries the last n - 1 inputs."""
+    before = carried(x, n - 1, carry)
     rows, columns = x.shape
-    out = np.full((rows, columns), np.nan)
+    out = np.empty((rows, columns))
     norm = n * (n + 1) / 2.0
-    for i in range(n - 1, rows):
+    for i in range(rows):
         out[i] = 0.0
-        for back in range(n - 1, -1, -1):
+        for bars_back in range(n - 1, -1, -1):
             for j in range(columns):  # the symbols of a bar are independent: one vector operation
-                out[i, j] += x[i - back, j] * (n - back)
+                out[i, j] += back(x, before, i, j, bars_back) * (n - bars_back)
         for j in range(columns):
             out[i, j] /= norm
     return out
 
 
 @compiled
-def highest(x: Panel, n: int) -> Panel:
+def highest(x: Panel, n: int, carry: Carry) -> Panel:
     """ta.highest: the largest of the last n values, current bar included; na while the window holds an na."""
-    return _extreme(x, n, 1.0)
+    return _extreme(x, n, 1.0, carry)
 
 
 @compiled
-def lowest(x: Panel, n: int) -> Panel:
+def lowest(x: Panel, n: int, carry: Carry) -> Panel:
     """ta.lowest: the smallest of the last n values, current bar included; na while the window holds an na."""
-    return _extreme(x, n, -1.0)
+    return _extreme(x, n, -1.0, carry)
 
 
 @compiled
-def _extreme(x: Panel, n: int, sign: float) -> Panel:
+def _extreme(x: Panel, n: int, sign: float, carry: Carry) -> Panel:
     """The window maximum of sign * x, read back unsigned (van Herk / Gil-Werman: running maxima from the
-    start and from the end of each block of n bars; a window is one block's tail plus the next one's head)."""
-    rows, columns = x.shape
+    start and from the end of each block of n bars; a window is one block's tail plus the next one's head).
+    Carries the last n - 1 inputs."""
+    before = carried(x, n - 1, carry)
+    rows, columns = x.shape[0] + n - 1, x.shape[1]  # the carried inputs, then x
     head = np.empty((rows, columns))  # maximum from the start of the bar's block up to the bar
     tail = np.empty((rows, columns))  # maximum from the bar to the end of its block
     for start in range(0, rows, n):
         stop = min(start + n, rows)
         for i in range(start, stop):
             for j in range(columns):
-                value = sign * x[i, j]
+                value = sign * _stacked(x, before, i, j)
                 head[i, j] = value if i == start else max(head[i - 1, j], value)
         for i in range(stop - 1, start - 1, -1):
             for j in range(columns):
-                value = sign * x[i, j]
+                value = sign * _stacked(x, before, i, j)
                 tail[i, j] = value if i == stop - 1 else max(tail[i + 1, j], value)
-    out = np.full((rows, columns), np.nan)
+    out = np.full((x.shape[0], columns), np.nan)
     last_na = np.full(columns, -1, dtype=np.int64)
     for i in range(rows):
         for j in range(columns):
-            if np.isnan(x[i, j]):
+            if np.isnan(_stacked(x, before, i, j)):
                 last_na[j] = i
             if i - last_na[j] >= n:
-                out[i, j] = sign * max(tail[i - n + 1, j], head[i, j])
+                out[i - n + 1, j] = sign * max(tail[i - n + 1, j], head[i, j])
     return out
 
 
@@ -283,33 +392,38 @@ def _extreme(x: Panel, n: int, sign: float) -> Panel:
 
 
 @compiled
-def ema(x: Panel, n: int) -> Panel:
+def ema(x: Panel, n: int, carry: Carry) -> Panel:
     """ta.ema: alpha = 2/(n+1). The bar of the n-th non-na value gives the SMA of those n values (the seed),
     then e = e[1] + alpha * (x - e[1]). An na input gives na and leaves the state as it was."""
-    return _seeded(x, n, False)
+    return _seeded(x, n, False, carry)
 
 
 @compiled
-def rma(x: Panel, n: int) -> Panel:
+def rma(x: Panel, n: int, carry: Carry) -> Panel:
     """ta.rma (Wilder): r = (r[1] * (n - 1) + x) / n, with the same SMA seed and na handling as `ema`."""
-    return _seeded(x, n, True)
+    return _seeded(x, n, True, carry)
 
 
 @compiled
-def _seeded(x: Panel, n: int, wilder: bool) -> Panel:
+def _seeded(x: Panel, n: int, wilder: bool, carry: Carry) -> Panel:
     """The seed is `sma`'s value on that bar (the correctly rounded sum of the n values, over n), as Pine
     seeds with its sma; the steps are in the order PyneCore measured (the algebraically equal forms drift
-    from TradingView in the last digits)."""
+    from TradingView in the last digits). Carries the number of values seen, and the compensated sum of
+    those seen so far until the seed, the average after it."""
+    carried = _take(carry, 3)
     rows, columns = x.shape
     out = np.full((rows, columns), np.nan)
     alpha = 2.0 / (n + 1)
     count = np.zeros(columns, dtype=np.int64)
     state = np.zeros(columns)  # the sum of the values so far until the seed, then the average
     lost = np.zeros(columns)  # the rounding errors of that sum
+    for j in range(columns):
+        count[j] = int(_or_zero(carried[0, j]))
+        state[j], lost[j] = _or_zero(carried[1, j]), _or_zero(carried[2, j])
     for i in range(rows):
         for j in range(columns):
             value = x[i, j]
-            if np.isnan(value):
+            if np.isnan(value) or i >= carry.ends[j]:
                 continue
             count[j] += 1
             if count[j] <= n:
@@ -323,6 +437,8 @@ def _seeded(x: Panel, n: int, wilder: bool) -> Panel:
             else:
                 state[j] = state[j] + alpha * (value - state[j])
             out[i, j] = state[j]
+    for j in range(columns):
+        carried[0, j], carried[1, j], carried[2, j] = count[j], state[j], lost[j]
     return out
 
 
@@ -330,14 +446,14 @@ def _seeded(x: Panel, n: int, wilder: bool) -> Panel:
 
 
 @compiled
-def tr(high: Panel, low: Panel, close: Panel) -> Panel:
+def tr(high: Panel, low: Panel, close: Panel, carry: Carry) -> Panel:
     """ta.tr (= tr(false)): max(high - low, |high - close[1]|, |low - close[1]|); na on the first bar."""
+    before = carried(close, 1, carry)
     rows, columns = close.shape
     out = np.empty((rows, columns))
     for i in range(rows):
         for j in range(columns):
-            previous = close[i - 1, j] if i >= 1 else np.nan
-            out[i, j] = _true_range(high[i, j], low[i, j], previous)
+            out[i, j] = _true_range(high[i, j], low[i, j], back(close, before, i, j, 1))
     return out
 
 
@@ -349,11 +465,11 @@ def _true_range(high: float, low: float, previous_close: float) -> float:
 
 
 @compiled
-def stoch(source: Panel, high: Panel, low: Panel, n: int) -> Panel:
+def stoch(source: Panel, high: Panel, low: Panel, n: int, carry: Carry) -> Panel:
     """ta.stoch: 100 * (source - lowest(low, n)) / (highest(high, n) - lowest(low, n)); not clamped, and a
     zero range (division by zero) gives na."""
-    lowest_low = lowest(low, n)
-    highest_high = highest(high, n)
+    lowest_low = lowest(low, n, carry)
+    highest_high = highest(high, n, carry)
     rows, columns = source.shape
     out = np.empty((rows, columns))
     for i in range(rows):
@@ -364,7 +480,7 @@ def stoch(source: Panel, high: Panel, low: Panel, n: int) -> Panel:
 
 
 @compiled
-def rsi(x: Panel, n: int) -> Panel:
+def rsi(x: Panel, n: int, carry: Carry) -> Panel:
     """ta.rsi: U = max(change, 0), D = max(-change, 0) from bar 1, and 100 - 100 / (1 + rma(U) / rma(D)) in
     that order, with no special case (PyneCore, measured): 100 where rma(D) is 0 (U / D is +inf), 0 where
     rma(U) is 0, and na where both are (0 / 0: a history flat from its first bar). First value on bar n.
@@ -372,27 +488,29 @@ def rsi(x: Panel, n: int) -> Panel:
     On a bar whose source did not change both averages shrink by (n - 1)/n, each rounded on its own, so
     along a flat stretch RSI wobbles in its last digits as TradingView's does, and a Stoch RSI over it
     divides by that wobble."""
-    delta = change(x)
-    return 100.0 - 100.0 / (1.0 + rma(np.maximum(delta, 0.0), n) / rma(np.maximum(-delta, 0.0), n))
+    delta = change(x, 1, carry)
+    up, down = rma(np.maximum(delta, 0.0), n, carry), rma(np.maximum(-delta, 0.0), n, carry)
+    return 100.0 - 100.0 / (1.0 + up / down)
 
 
 @compiled
-def cci(x: Panel, n: int) -> Panel:
+def cci(x: Panel, n: int, carry: Carry) -> Panel:
     """ta.cci: (x - sma) / (0.015 * MD), MD = (1/n) * the sum of |x[i] - sma| over the last n bars, around
     the current sma and summed newest first (the order PyneCore measured); na while the window holds an na,
     and where MD is 0 (0 / 0).
 
     A flat window is na when its sma is the value itself, and +-200/3 when the sma is an ulp off it, as in
     Pine: the sign of that ulp is all the numerator and the deviation holds."""
-    mean = sma(x, n)
+    mean = sma(x, n, carry)
+    before = carried(x, n - 1, carry)
     rows, columns = x.shape
-    out = np.full((rows, columns), np.nan)
+    out = np.empty((rows, columns))
     deviation = np.empty(columns)
-    for i in range(n - 1, rows):
+    for i in range(rows):
         deviation[:] = 0.0
-        for back in range(n):
+        for bars_back in range(n):
             for j in range(columns):  # the symbols of a bar are independent: one vector operation
-                deviation[j] += abs(x[i - back, j] - mean[i, j])
+                deviation[j] += abs(back(x, before, i, j, bars_back) - mean[i, j])
         for j in range(columns):
             out[i, j] = finite((x[i, j] - mean[i, j]) / (0.015 * (deviation[j] / n)))
     return out
@@ -405,8 +523,9 @@ def dmi(
     close: Panel,
     di_length: int,
     adx_smoothing: int,
-    builtin: bool = False,
-    tolerance: float = TOLERANCE,
+    builtin: bool,
+    tolerance: float,
+    carry: Carry,
 ) -> tuple[Panel, Panel, Panel]:
     """The scanner's DMI (`dirmov` and `adx` in its Pine), or with `builtin` ta.dmi, as (+DI, -DI, ADX).
 
@@ -415,35 +534,36 @@ def dmi(
     later, so its DI differ during warm-up and by a decaying amount after). Each DI = fixnan(100 * rma(DM) /
     rma(tr)), and ADX = 100 * rma(|+DI - -DI| / (+DI + -DI, or 1 where that sum is 0)). DI is first valid
     on bar di_length, ADX on di_length + adx_smoothing - 1."""
+    high_before, low_before = carried(high, 1, carry), carried(low, 1, carry)
     rows, columns = close.shape
     plus_dm = np.empty((rows, columns))
     minus_dm = np.empty((rows, columns))
     for i in range(rows):
         for j in range(columns):
-            up = high[i, j] - high[i - 1, j] if i >= 1 else np.nan
-            down = low[i - 1, j] - low[i, j] if i >= 1 else np.nan
+            up = high[i, j] - back(high, high_before, i, j, 1)
+            down = back(low, low_before, i, j, 1) - low[i, j]
             if builtin and (np.isnan(up) or np.isnan(down)):
                 plus_dm[i, j] = minus_dm[i, j] = np.nan
                 continue
             plus_dm[i, j] = up if gt(up, down, tolerance) and gt(up, 0.0, tolerance) else 0.0
             minus_dm[i, j] = down if gt(down, up, tolerance) and gt(down, 0.0, tolerance) else 0.0
-    true_range = rma(tr(high, low, close), di_length)
-    plus = fixnan(divide(100.0 * rma(plus_dm, di_length), true_range))
-    minus = fixnan(divide(100.0 * rma(minus_dm, di_length), true_range))
+    true_range = rma(tr(high, low, close, carry), di_length, carry)
+    plus = fixnan(divide(100.0 * rma(plus_dm, di_length, carry), true_range), carry)
+    minus = fixnan(divide(100.0 * rma(minus_dm, di_length, carry), true_range), carry)
     spread = np.empty((rows, columns))
     for i in range(rows):
         for j in range(columns):
             total = plus[i, j] + minus[i, j]
             spread[i, j] = abs(plus[i, j] - minus[i, j]) / (1.0 if eq(total, 0.0, tolerance) else total)
-    return plus, minus, 100.0 * rma(spread, adx_smoothing)
+    return plus, minus, 100.0 * rma(spread, adx_smoothing, carry)
 
 
 @compiled
-def wpr(high: Panel, low: Panel, close: Panel, n: int) -> Panel:
+def wpr(high: Panel, low: Panel, close: Panel, n: int, carry: Carry) -> Panel:
     """Williams %R as the scanner writes it: (HH - close) / (HH - LL) * -100 over n bars, in [-100, 0]; a
     zero range gives na."""
-    highest_high = highest(high, n)
-    lowest_low = lowest(low, n)
+    highest_high = highest(high, n, carry)
+    lowest_low = lowest(low, n, carry)
     rows, columns = close.shape
     out = np.empty((rows, columns))
     for i in range(rows):
@@ -458,25 +578,27 @@ def uo(
     high: Panel,
     low: Panel,
     close: Panel,
-    short: int = 7,
-    middle: int = 14,
-    long: int = 28,
-    tolerance: float = TOLERANCE,
+    short: int,
+    middle: int,
+    long: int,
+    tolerance: float,
+    carry: Carry,
 ) -> Panel:
     """The scanner's Ultimate Oscillator. BP = close - (close[1] if close[1] < low else low) and each A_k =
     math.sum(BP, k) / math.sum(tr, k), with tr na on the first bar; UO = 100 * (A_short * long/short +
     A_middle * long/middle + A_long) / (long/short + long/middle + 1), na when any tr sum is 0."""
+    before = carried(close, 1, carry)
     rows, columns = close.shape
     pressure = np.empty((rows, columns))
     for i in range(rows):
         for j in range(columns):
-            previous = close[i - 1, j] if i >= 1 else np.nan
+            previous = back(close, before, i, j, 1)
             pressure[i, j] = close[i, j] - (previous if lt(previous, low[i, j], tolerance) else low[i, j])
-    true_range = tr(high, low, close)
+    true_range = tr(high, low, close, carry)
     short_weight, middle_weight = long / short, long / middle
-    short_range, short_pressure = window_sum(true_range, short), window_sum(pressure, short)
-    middle_range, middle_pressure = window_sum(true_range, middle), window_sum(pressure, middle)
-    long_range, long_pressure = window_sum(true_range, long), window_sum(pressure, long)
+    short_range, short_pressure = window_sum(true_range, short, carry), window_sum(pressure, short, carry)
+    middle_range, middle_pressure = window_sum(true_range, middle, carry), window_sum(pressure, middle, carry)
+    long_range, long_pressure = window_sum(true_range, long, carry), window_sum(pressure, long, carry)
     out = np.full((rows, columns), np.nan)
     for i in range(rows):
         for j in range(columns):
@@ -492,18 +614,18 @@ def uo(
 
 
 @compiled
-def hma(x: Panel, n: int) -> Panel:
+def hma(x: Panel, n: int, carry: Carry) -> Panel:
     """ta.hma: wma(2 * wma(x, n // 2) - wma(x, n), floor(sqrt(n))); for 9 that is wma3(2 * wma4 - wma9)."""
-    return wma(2.0 * wma(x, n // 2) - wma(x, n), int(np.sqrt(n)))
+    return wma(2.0 * wma(x, n // 2, carry) - wma(x, n, carry), int(np.sqrt(n)), carry)
 
 
 @compiled
-def vwma(x: Panel, volume: Panel, n: int) -> Panel:
+def vwma(x: Panel, volume: Panel, n: int, carry: Carry) -> Panel:
     """ta.vwma: sma(x * volume, n) / sma(volume, n); na without volume or when the volume sum is 0."""
-    return divide(sma(x * volume, n), sma(volume, n))
+    return divide(sma(x * volume, n, carry), sma(volume, n, carry))
 
 
 @compiled
-def donchian(high: Panel, low: Panel, n: int) -> Panel:
+def donchian(high: Panel, low: Panel, n: int, carry: Carry) -> Panel:
     """An Ichimoku line over n bars: math.avg(lowest(low, n), highest(high, n))."""
-    return (lowest(low, n) + highest(high, n)) / 2.0
+    return (lowest(low, n, carry) + highest(high, n, carry)) / 2.0

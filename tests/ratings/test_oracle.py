@@ -1,8 +1,6 @@
 """The pandas-ta oracle: its Pine primitives against plain loops from the spec, and bar-for-bar agreement
 with the panel engine on a varied seeded universe (the scanner captures: tests/test_acceptance.py)."""
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +8,8 @@ import pytest
 from service.ratings import engine, oracle
 from service.sample import SyntheticUniverse
 from service.sources.bars import clean_bars
+from tests.support.bars import varied_universe
+from tests.support.resume import rate_resumed
 from vocabulary.features import VOTES
 from vocabulary.rules import RULE_SETS
 
@@ -99,70 +99,13 @@ def test_a_bar_does_not_depend_on_later_bars():
 # Agreement with the panel engine ------------------------------------------------------------------
 
 
-def scaled(bars: pd.DataFrame, factor: float) -> pd.DataFrame:
-    return bars.assign(**{name: bars[name] * factor for name in ("open", "high", "low", "close")})
-
-
-def with_flat_stretches(
-    bars: pd.DataFrame, starts: list[int], length: int, *, keep_range: bool
-) -> pd.DataFrame:
-    """`length` bars from each start at the previous close: every price (a halted symbol), or only open
-    and close with the high/low range kept (a stuck last trade)."""
-    bars = bars.copy()
-    for start in starts:
-        rows, price = slice(start, start + length - 1), bars["close"].iloc[start - 1]
-        bars.loc[rows, ["open", "close"]] = price
-        if keep_range:
-            bars.loc[rows, "high"] = bars.loc[rows, "high"].clip(lower=price)
-            bars.loc[rows, "low"] = bars.loc[rows, "low"].clip(upper=price)
-        else:
-            bars.loc[rows, ["high", "low"]] = price
-    return bars
-
-
-def with_an_ulp_off_halt(bars: pd.DataFrame, start: int, length: int) -> pd.DataFrame:
-    """A halt from `start` at a price within a few % of the previous close whose 20-bar hlc3 sma is an ulp
-    off the price's hlc3, so that CCI over the halt is +-200/3 (counted) rather than 0 / 0."""
-    price = bars["close"].iloc[start - 1]
-    while math.fsum([typical := (price + price + price) / 3] * 20) / 20 == typical:
-        price *= 1.001
-    bars = bars.copy()
-    bars.loc[start - 1, ["open", "close"]] = price
-    bars.loc[start - 1, "high"] = max(bars.loc[start - 1, "high"], price)
-    bars.loc[start - 1, "low"] = min(bars.loc[start - 1, "low"], price)
-    return with_flat_stretches(bars, [start], length, keep_range=False)
-
-
 LONG_HALTS = {"X:LONGHALT": (150, 250), "X:LONGHALTMICRO": (200, 300), "X:ULPHALT": (300, 200)}
 """Symbol: (first bar, length) of a long halt."""
 
 
 @pytest.fixture(scope="module")
 def universe() -> dict[str, dict[str, pd.DataFrame]]:
-    """Groups of symbols, all rated by the engine in one panel: the synthetic universe (listings, delistings,
-    start prices from about 5 to 500), micro prices, no volume, short histories, short and long flat
-    stretches."""
-    base = {
-        symbol: clean_bars(raw)[0]
-        for symbol, raw in SyntheticUniverse(n_symbols=12, n_bars=800, seed=5).frames().items()
-    }
-    long = sorted(base.values(), key=len, reverse=True)  # listed from the start, about 800 bars
-    return {
-        "synthetic": base,
-        "micro": {f"X:MICRO{i}": scaled(bars, 1e-6) for i, bars in enumerate(long[:3])},
-        "no volume": {"X:NOVOL": long[3].assign(volume=np.nan)},
-        "short": {f"X:SHORT{n}": long[4].iloc[:n] for n in (1, 2, 9, 10, 11, 14, 26, 33, 34, 51, 52, 60)},
-        "flat": {
-            "X:HALTED": with_flat_stretches(long[5], [60, 300, 520], 45, keep_range=False),
-            "X:HALTEDMICRO": with_flat_stretches(scaled(long[6], 1e-6), [100, 400], 40, keep_range=False),
-            "X:STUCK": with_flat_stretches(long[7], [80, 350], 30, keep_range=True),
-        },
-        "long flat": {
-            "X:LONGHALT": with_flat_stretches(long[8], [150], 250, keep_range=False),
-            "X:LONGHALTMICRO": with_flat_stretches(scaled(long[9], 1e-6), [200], 300, keep_range=False),
-            "X:ULPHALT": with_an_ulp_off_halt(long[10], 300, 200),
-        },
-    }
+    return varied_universe()
 
 
 @pytest.fixture(scope="module")
@@ -177,15 +120,34 @@ def panel(panels) -> pd.DataFrame:
     return panels["scanner"]
 
 
+@pytest.fixture(scope="module")
+def resumed(universe) -> dict[str, pd.DataFrame]:
+    """The universe rated again, each symbol cut at its own points (at bar 0 or 1, inside the warm-ups, at
+    or right after bar 200, and at random) and each piece resumed from the states the previous one left."""
+    frames = {symbol: bars for group in universe.values() for symbol, bars in group.items()}
+    rng = np.random.default_rng(13)
+    cuts = {
+        symbol: sorted(
+            min(cut, len(bars))
+            for cut in (rng.integers(0, 2), rng.integers(2, 60), rng.integers(199, 202), rng.integers(0, 800))
+        )
+        for symbol, bars in sorted(frames.items())
+    }
+    return {rules: rate_resumed(frames, cuts, rules=rules) for rules in RULE_SETS}
+
+
 @pytest.mark.parametrize("rules", RULE_SETS)
 @pytest.mark.parametrize("group", ["synthetic", "micro", "no volume", "short", "flat", "long flat"])
-def test_engine_agrees_with_the_oracle_on_every_bar(universe, panels, group, rules):
-    rows = dict(tuple(panels[rules].groupby("symbol", sort=False)))
+def test_engine_agrees_with_the_oracle_on_every_bar(universe, panels, resumed, group, rules):
+    """Both the engine's run over all history and its chained resumes (tests/ratings/test_resume.py holds
+    the two equal to the bit) against the oracle."""
     found = []
-    for symbol, bars in universe[group].items():
-        theirs = rows[symbol].drop(columns="symbol").reset_index(drop=True)
-        ours = oracle.rate_frame(bars, rules=rules)
-        found += [f"{symbol} {line}" for line in oracle.disagreements(theirs, ours)]
+    for run, rated in (("full", panels[rules]), ("resumed", resumed[rules])):
+        rows = dict(tuple(rated.groupby("symbol", sort=False)))
+        for symbol, bars in universe[group].items():
+            theirs = rows[symbol].drop(columns="symbol").reset_index(drop=True)
+            ours = oracle.rate_frame(bars, rules=rules)
+            found += [f"{run} {symbol} {line}" for line in oracle.disagreements(theirs, ours)]
     assert not found, "\n".join(found)
 
 

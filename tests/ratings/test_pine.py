@@ -28,6 +28,13 @@ def isna(value: float) -> bool:
     return value != value
 
 
+def fresh(panel: np.ndarray) -> pine.Carry:
+    """An empty carry for the panel's columns (more state rows than any primitive here takes), every row a
+    bar: a primitive run over the whole history."""
+    bars, columns = panel.shape
+    return pine.carry(np.full((1024, columns), NA), np.full(columns, bars, dtype=np.int64))
+
+
 # Generated panels -------------------------------------------------------------------------------------
 
 
@@ -257,82 +264,82 @@ def ref_crossed(a, b, sign):
 @given(walks(), st.integers(1, 5))
 def test_shift_change_mom_fixnan(walk, bars):
     x, _ = walk
-    assert_matches(pine.shift(x, bars), by_column(ref_shift, x, bars=bars))
-    assert_matches(pine.change(x, bars), by_column(ref_change, x, bars=bars))
-    assert_matches(pine.mom(x, bars), by_column(ref_change, x, bars=bars))
-    assert_matches(pine.fixnan(x), by_column(ref_fixnan, x))
+    assert_matches(pine.shift(x, bars, fresh(x)), by_column(ref_shift, x, bars=bars))
+    assert_matches(pine.change(x, bars, fresh(x)), by_column(ref_change, x, bars=bars))
+    assert_matches(pine.mom(x, bars, fresh(x)), by_column(ref_change, x, bars=bars))
+    assert_matches(pine.fixnan(x, fresh(x)), by_column(ref_fixnan, x))
 
 
 @SETTINGS
 @given(walks(), st.integers(1, 25))
 def test_sma_skips_na_bars(walk, n):
     x, _ = walk
-    assert_matches(pine.sma(x, n), by_column(ref_sma, x, n=n))
+    assert_matches(pine.sma(x, n, fresh(x)), by_column(ref_sma, x, n=n))
 
 
 @SETTINGS
 @given(walks(), st.integers(1, 25))
 def test_ema_and_rma_seed_with_the_sma(walk, n):
     x, _ = walk
-    assert_matches(pine.ema(x, n), by_column(ref_seeded, x, n=n, wilder=False))
-    assert_matches(pine.rma(x, n), by_column(ref_seeded, x, n=n, wilder=True))
+    assert_matches(pine.ema(x, n, fresh(x)), by_column(ref_seeded, x, n=n, wilder=False))
+    assert_matches(pine.rma(x, n, fresh(x)), by_column(ref_seeded, x, n=n, wilder=True))
 
 
 @SETTINGS
 @given(walks(), st.integers(1, 12))
 def test_wma_and_hma(walk, n):
     x, _ = walk
-    assert_matches(pine.wma(x, n), by_column(ref_wma, x, n=n))
+    assert_matches(pine.wma(x, n, fresh(x)), by_column(ref_wma, x, n=n))
 
     def ref_hma(values):
         fast, slow = ref_wma(values, 4), ref_wma(values, 9)
         return ref_wma([2 * f - s for f, s in zip(fast, slow, strict=True)], 3)
 
-    assert_matches(pine.hma(x, 9), by_column(ref_hma, x))
+    assert_matches(pine.hma(x, 9, fresh(x)), by_column(ref_hma, x))
 
 
 @SETTINGS
 @given(walks(), st.integers(1, 30))
 def test_highest_lowest_and_window_sum(walk, n):
     x, _ = walk
-    assert_matches(pine.highest(x, n), by_column(ref_extreme, x, n=n, pick=max))
-    assert_matches(pine.lowest(x, n), by_column(ref_extreme, x, n=n, pick=min))
-    assert_matches(pine.window_sum(x, n), by_column(ref_window_sum, x, n=n), scale=100.0 * n)
+    assert_matches(pine.highest(x, n, fresh(x)), by_column(ref_extreme, x, n=n, pick=max))
+    assert_matches(pine.lowest(x, n, fresh(x)), by_column(ref_extreme, x, n=n, pick=min))
+    assert_matches(pine.window_sum(x, n, fresh(x)), by_column(ref_window_sum, x, n=n), scale=100.0 * n)
 
 
 @SETTINGS
 @given(ohlc(), st.integers(1, 20))
 def test_tr_stoch_wpr_and_donchian(bars, n):
     high, low, close = bars
-    assert_matches(pine.tr(high, low, close), by_column(ref_tr, high, low, close))
-    assert_matches(pine.stoch(close, high, low, n), by_column(ref_stoch, close, high, low, n=n))
-    assert_matches(pine.wpr(high, low, close, n), by_column(ref_wpr, high, low, close, n=n))
+    assert_matches(pine.tr(high, low, close, fresh(close)), by_column(ref_tr, high, low, close))
+    assert_matches(pine.stoch(close, high, low, n, fresh(close)), by_column(ref_stoch, close, high, low, n=n))
+    assert_matches(pine.wpr(high, low, close, n, fresh(close)), by_column(ref_wpr, high, low, close, n=n))
 
     def ref_donchian(h, lo):
         return [(b + t) / 2 for b, t in zip(ref_extreme(lo, n, min), ref_extreme(h, n, max), strict=True)]
 
-    assert_matches(pine.donchian(high, low, n), by_column(ref_donchian, high, low))
+    assert_matches(pine.donchian(high, low, n, fresh(close)), by_column(ref_donchian, high, low))
 
 
 @SETTINGS
 @given(walks(max_bars=80), st.integers(2, 20))
 def test_rsi(walk, n):
     x, _ = walk
-    assert_matches(pine.rsi(x, n), by_column(ref_rsi, x, n=n))
+    assert_matches(pine.rsi(x, n, fresh(x)), by_column(ref_rsi, x, n=n))
 
 
 @SETTINGS
 @given(walks(max_bars=80), st.integers(2, 20))
 def test_cci_around_the_current_sma(walk, n):
     x, _ = walk
-    assert_matches(pine.cci(x, n), by_column(ref_cci, x, n=n), scale=1000.0)
+    assert_matches(pine.cci(x, n, fresh(x)), by_column(ref_cci, x, n=n), scale=1000.0)
 
 
 @SETTINGS
 @given(ohlc(max_bars=80), st.integers(2, 14), st.integers(2, 14), st.booleans())
 def test_dmi_scanner_and_builtin_variants(bars, di_length, adx_smoothing, builtin):
     high, low, close = bars
-    plus, minus, adx = pine.dmi(high, low, close, di_length, adx_smoothing, builtin, TOLERANCE)
+    plus, minus, adx = pine.dmi(high, low, close, di_length, adx_smoothing, builtin, TOLERANCE, fresh(close))
     columns = [
         ref_dmi(
             high[:, j].tolist(), low[:, j].tolist(), close[:, j].tolist(), di_length, adx_smoothing, builtin
@@ -350,7 +357,7 @@ def test_dmi_scanner_and_builtin_variants(bars, di_length, adx_smoothing, builti
 def test_uo_scanner_form(bars):
     high, low, close = bars
     assert_matches(
-        pine.uo(high, low, close, 7, 14, 28, TOLERANCE),
+        pine.uo(high, low, close, 7, 14, 28, TOLERANCE, fresh(close)),
         by_column(ref_uo, high, low, close, short=7, middle=14, long=28),
     )
 
@@ -365,7 +372,7 @@ def test_vwma(walk, n):
         weighted = ref_sma([v * w for v, w in zip(values, volumes, strict=True)], n)
         return [ratio(a, b) for a, b in zip(weighted, ref_sma(volumes, n), strict=True)]
 
-    assert_matches(pine.vwma(x, volume, n), by_column(ref_vwma, x, volume))
+    assert_matches(pine.vwma(x, volume, n, fresh(x)), by_column(ref_vwma, x, volume))
 
 
 @SETTINGS
@@ -374,8 +381,12 @@ def test_crossover_and_crossunder(first, second):
     a, _ = first
     b = np.resize(second[0], a.shape) if second[0].size else np.full(a.shape, NA)
     b = np.ascontiguousarray(b)
-    np.testing.assert_array_equal(pine.crossover(a, b), by_column(ref_crossed, a, b, sign=1.0).astype(bool))
-    np.testing.assert_array_equal(pine.crossunder(a, b), by_column(ref_crossed, a, b, sign=-1.0).astype(bool))
+    np.testing.assert_array_equal(
+        pine.crossover(a, b, fresh(a)), by_column(ref_crossed, a, b, sign=1.0).astype(bool)
+    )
+    np.testing.assert_array_equal(
+        pine.crossunder(a, b, fresh(a)), by_column(ref_crossed, a, b, sign=-1.0).astype(bool)
+    )
 
 
 def test_tolerant_comparisons():
@@ -397,15 +408,20 @@ def test_flat_windows_divide_by_zero():
     is 0 / 0, na; CCI divides 0 by 0 where the sma is the price itself and is +-200/3 where the sma is an
     ulp off it (0.1 * 3 rounds up, so three 0.1s average just above 0.1)."""
     flat = np.full((40, 1), 7.25)
-    assert np.isnan(pine.stoch(flat, flat, flat, 14)).all() and np.isnan(pine.wpr(flat, flat, flat, 14)).all()
-    assert np.isnan(pine.rsi(flat, 14)).all()
-    assert (pine.sma(flat, 20)[19:] == 7.25).all() and np.isnan(pine.cci(flat, 20)).all()
+    assert (
+        np.isnan(pine.stoch(flat, flat, flat, 14, fresh(flat))).all()
+        and np.isnan(pine.wpr(flat, flat, flat, 14, fresh(flat))).all()
+    )
+    assert np.isnan(pine.rsi(flat, 14, fresh(flat))).all()
+    assert (pine.sma(flat, 20, fresh(flat))[19:] == 7.25).all() and np.isnan(
+        pine.cci(flat, 20, fresh(flat))
+    ).all()
     tenths = np.full((10, 1), 0.1)
-    assert (pine.sma(tenths, 3)[2:] == 0.1 * 3 / 3).all() and 0.1 * 3 / 3 > 0.1
-    assert (pine.cci(tenths, 3)[2:] == -200 / 3).all()
+    assert (pine.sma(tenths, 3, fresh(tenths))[2:] == 0.1 * 3 / 3).all() and 0.1 * 3 / 3 > 0.1
+    assert (pine.cci(tenths, 3, fresh(tenths))[2:] == -200 / 3).all()
     moved = flat.copy()
     moved[-1] += 0.5
-    np.testing.assert_allclose(pine.cci(moved, 20)[-1, 0], 2000 / 3, rtol=1e-12)
+    np.testing.assert_allclose(pine.cci(moved, 20, fresh(moved))[-1, 0], 2000 / 3, rtol=1e-12)
 
 
 def test_rsi_along_a_flat_stretch_is_pines_arithmetic():
@@ -414,7 +430,134 @@ def test_rsi_along_a_flat_stretch_is_pines_arithmetic():
     moves = np.random.default_rng(5).normal(0.0, 0.01, 60)
     x = np.concatenate([100.0 * np.cumprod(1.0 + moves), np.full(200, 0.0)])
     x[60:] = x[59]
-    rsi = pine.rsi(x[:, None].copy(), 14)[:, 0]
+    rsi = pine.rsi(x[:, None].copy(), 14, fresh(x[:, None]))[:, 0]
     np.testing.assert_array_equal(rsi, ref_rsi(x.tolist(), 14))
     flat = rsi[60:]
     assert 0 < np.ptp(flat) < 1e-12
+
+
+# Resuming --------------------------------------------------------------------------------------------------
+
+RESUMABLE = {
+    "shift": lambda x, v, h, lo, c, k: pine.shift(x, 3, k),
+    "change": lambda x, v, h, lo, c, k: pine.change(x, 2, k),
+    "mom": lambda x, v, h, lo, c, k: pine.mom(c, 4, k),
+    "fixnan": lambda x, v, h, lo, c, k: pine.fixnan(x, k),
+    "sma": lambda x, v, h, lo, c, k: pine.sma(x, 5, k),
+    "sma of 1": lambda x, v, h, lo, c, k: pine.sma(x, 1, k),
+    "window_sum": lambda x, v, h, lo, c, k: pine.window_sum(x, 4, k),
+    "wma": lambda x, v, h, lo, c, k: pine.wma(x, 4, k),
+    "highest": lambda x, v, h, lo, c, k: pine.highest(x, 5, k),
+    "lowest": lambda x, v, h, lo, c, k: pine.lowest(x, 3, k),
+    "ema": lambda x, v, h, lo, c, k: pine.ema(x, 20, k),
+    "rma": lambda x, v, h, lo, c, k: pine.rma(c, 14, k),
+    "tr": lambda x, v, h, lo, c, k: pine.tr(h, lo, c, k),
+    "stoch": lambda x, v, h, lo, c, k: pine.stoch(c, h, lo, 5, k),
+    "rsi": lambda x, v, h, lo, c, k: pine.rsi(c, 5, k),
+    "cci": lambda x, v, h, lo, c, k: pine.cci(x, 5, k),
+    "dmi": lambda x, v, h, lo, c, k: np.hstack(pine.dmi(h, lo, c, 4, 3, False, TOLERANCE, k)),
+    "ta.dmi": lambda x, v, h, lo, c, k: np.hstack(pine.dmi(h, lo, c, 4, 3, True, TOLERANCE, k)),
+    "wpr": lambda x, v, h, lo, c, k: pine.wpr(h, lo, c, 5, k),
+    "uo": lambda x, v, h, lo, c, k: pine.uo(h, lo, c, 2, 3, 5, TOLERANCE, k),
+    "hma": lambda x, v, h, lo, c, k: pine.hma(x, 9, k),
+    "vwma": lambda x, v, h, lo, c, k: pine.vwma(x, v, 4, k),
+    "donchian": lambda x, v, h, lo, c, k: pine.donchian(h, lo, 5, k),
+    "crossover": lambda x, v, h, lo, c, k: pine.crossover(x, c, k),
+    "crossunder": lambda x, v, h, lo, c, k: pine.crossunder(x, c, k),
+}
+"""Each primitive on the inputs (x: a walk with na holes; v: volume with zeros and holes; high, low, close:
+bars with flat stretches) and a carry, its outputs side by side (a panel per output, columns concatenated)."""
+
+
+@st.composite
+def histories(draw) -> tuple[list[np.ndarray], list[list[int]]]:
+    """Up to three columns of different lengths (x, v, high, low, close each), and where each is cut, often
+    in its first bars: the pieces a resume rates one after the other (a piece may be empty)."""
+    close, lengths = draw(walks(max_bars=45, holes=False))
+    x, _ = draw(walks(max_bars=45))
+    x = np.resize(x, close.shape) if x.size else np.full(close.shape, NA)
+    reach = np.array(
+        draw(st.lists(st.sampled_from([0.0, 0.001, 0.02]), min_size=close.size, max_size=close.size))
+    )
+    high, low = close * (1.0 + reach.reshape(close.shape)), close * (1.0 - reach.reshape(close.shape)[::-1])
+    volume = np.where(np.isnan(x), NA, np.round(x) % 3)
+    early = [st.integers(0, min(length, 8)) for length in lengths]  # where seeds and windows fill
+    cuts = [
+        sorted(draw(st.lists(st.one_of(first, st.integers(0, length)), max_size=3)))
+        for first, length in zip(early, lengths, strict=True)
+    ]
+    panels = [np.ascontiguousarray(panel) for panel in (x, volume, high, low, close)]
+    for panel in panels:
+        for j, length in enumerate(lengths):
+            panel[length:, j] = NA
+    return panels, [[0, *cut, length] for cut, length in zip(cuts, lengths, strict=True)]
+
+
+def rated_in_pieces(primitive, panels: list[np.ndarray], bounds: list[list[int]]) -> np.ndarray:
+    """The primitive run piece after piece, each column's next piece left-aligned in the next panel and the
+    carried state passed on, reassembled into the full panel's shape (na after each column's end)."""
+    rows, columns = panels[0].shape
+    state = np.full((1024, columns), NA)
+    pieces = max(len(bound) for bound in bounds) - 1
+    out = None
+    for piece in range(pieces):
+        spans = [(b[piece], b[piece + 1]) if piece + 1 < len(b) else (b[-1], b[-1]) for b in bounds]
+        ends = np.array([stop - start for start, stop in spans], dtype=np.int64)
+        parts = []
+        for panel in panels:
+            part = np.full((max(ends.max(initial=0), 1), columns), NA)
+            for j, (start, stop) in enumerate(spans):
+                part[: stop - start, j] = panel[start:stop, j]
+            parts.append(part)
+        result = primitive(*parts, pine.carry(state, ends))
+        result = result.astype(float).reshape(len(part), result.shape[1] // columns, columns)
+        if out is None:
+            out = np.full((rows, result.shape[1], columns), NA)
+        for j, (start, stop) in enumerate(spans):
+            out[start:stop, :, j] = result[: stop - start, :, j]
+    return out.reshape(rows, out.shape[1] * columns)
+
+
+@SETTINGS
+@given(histories())
+def test_every_primitive_resumes_bit_for_bit(history):
+    """Each column cut at its own points (at bar 0, inside a window's warm-up, anywhere), each piece rated
+    from the state the previous one left: the rows equal those of one run over the whole history, to the
+    bit, na where they are na."""
+    panels, bounds = history
+    lengths = [bound[-1] for bound in bounds]
+    for name, primitive in RESUMABLE.items():
+        whole = rated_in_pieces(primitive, panels, [[0, length] for length in lengths])
+        resumed = rated_in_pieces(primitive, panels, bounds)
+        assert np.array_equal(resumed, whole, equal_nan=True), name
+
+
+def test_every_primitive_resumes_at_every_bar():
+    """A fixed history (a walk with flat stretches, a leading na run, na holes and a scale break in x and
+    volume; three columns of 70, 61 and 9 bars) cut at every bar, each column at its own: no cut point is
+    left to chance, inside any seed or window."""
+    rng = np.random.default_rng(7)
+    lengths = [70, 61, 9]
+    moves = np.where(rng.random((70, 3)) < 0.2, 0.0, rng.normal(0.0, 0.02, (70, 3)))
+    close = 100.0 * np.cumprod(1.0 + moves, axis=0)
+    x = close * (1.0 + rng.normal(0.0, 0.01, close.shape))
+    x[:25, 1] *= 1e6  # a scale break: later windows of small values need the carried prefix's rounding error
+    x[:3], x[rng.random(x.shape) < 0.1] = NA, NA
+    reach = rng.choice([0.0, 0.001, 0.02], (2, *close.shape))
+    panels = [
+        x,
+        np.where(np.isnan(x), NA, np.round(x) % 3),
+        close * (1 + reach[0]),
+        close * (1 - reach[1]),
+        close,
+    ]
+    panels = [np.ascontiguousarray(panel) for panel in panels]
+    for panel in panels:
+        for j, length in enumerate(lengths):
+            panel[length:, j] = NA
+    for name, primitive in RESUMABLE.items():
+        whole = rated_in_pieces(primitive, panels, [[0, length] for length in lengths])
+        for cut in range(71):
+            bounds = [[0, min((cut + 23 * j) % 71, length), length] for j, length in enumerate(lengths)]
+            resumed = rated_in_pieces(primitive, panels, bounds)
+            assert np.array_equal(resumed, whole, equal_nan=True), (name, cut)

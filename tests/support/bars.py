@@ -1,9 +1,13 @@
-"""Seeded bars for the ratings-engine tests: a random walk in log price with an intrabar range, and the
-edits the tests need (flat stretches, missing volume, micro prices)."""
+"""Seeded bars for the ratings-engine tests: a random walk in log price with an intrabar range, the edits
+the tests need (flat stretches, missing volume, micro prices), and a varied universe built from them."""
+
+import math
 
 import numpy as np
 import pandas as pd
 
+from service.sample import SyntheticUniverse
+from service.sources.bars import clean_bars
 from vocabulary.features import VOTES
 
 COUNTED_FROM = {
@@ -59,3 +63,63 @@ def halted(bars: pd.DataFrame, start: int, length: int) -> pd.DataFrame:
     bars = bars.copy()
     bars.loc[start : start + length - 1, ["open", "high", "low", "close"]] = bars["close"].iloc[start - 1]
     return bars
+
+
+def scaled(bars: pd.DataFrame, factor: float) -> pd.DataFrame:
+    return bars.assign(**{name: bars[name] * factor for name in ("open", "high", "low", "close")})
+
+
+def with_flat_stretches(
+    bars: pd.DataFrame, starts: list[int], length: int, *, keep_range: bool
+) -> pd.DataFrame:
+    """`length` bars from each start at the previous close: every price (a halted symbol), or only open
+    and close with the high/low range kept (a stuck last trade)."""
+    bars = bars.copy()
+    for start in starts:
+        rows, price = slice(start, start + length - 1), bars["close"].iloc[start - 1]
+        bars.loc[rows, ["open", "close"]] = price
+        if keep_range:
+            bars.loc[rows, "high"] = bars.loc[rows, "high"].clip(lower=price)
+            bars.loc[rows, "low"] = bars.loc[rows, "low"].clip(upper=price)
+        else:
+            bars.loc[rows, ["high", "low"]] = price
+    return bars
+
+
+def with_an_ulp_off_halt(bars: pd.DataFrame, start: int, length: int) -> pd.DataFrame:
+    """A halt from `start` at a price within a few % of the previous close whose 20-bar hlc3 sma is an ulp
+    off the price's hlc3, so that CCI over the halt is +-200/3 (counted) rather than 0 / 0."""
+    price = bars["close"].iloc[start - 1]
+    while math.fsum([typical := (price + price + price) / 3] * 20) / 20 == typical:
+        price *= 1.001
+    bars = bars.copy()
+    bars.loc[start - 1, ["open", "close"]] = price
+    bars.loc[start - 1, "high"] = max(bars.loc[start - 1, "high"], price)
+    bars.loc[start - 1, "low"] = min(bars.loc[start - 1, "low"], price)
+    return with_flat_stretches(bars, [start], length, keep_range=False)
+
+
+def varied_universe() -> dict[str, dict[str, pd.DataFrame]]:
+    """Groups of symbols: the synthetic universe (listings, delistings, start prices from about 5 to 500),
+    micro prices, no volume, short histories, short and long flat stretches."""
+    base = {
+        symbol: clean_bars(raw)[0]
+        for symbol, raw in SyntheticUniverse(n_symbols=12, n_bars=800, seed=5).frames().items()
+    }
+    long = sorted(base.values(), key=len, reverse=True)  # listed from the start, about 800 bars
+    return {
+        "synthetic": base,
+        "micro": {f"X:MICRO{i}": scaled(bars, 1e-6) for i, bars in enumerate(long[:3])},
+        "no volume": {"X:NOVOL": long[3].assign(volume=np.nan)},
+        "short": {f"X:SHORT{n}": long[4].iloc[:n] for n in (1, 2, 9, 10, 11, 14, 26, 33, 34, 51, 52, 60)},
+        "flat": {
+            "X:HALTED": with_flat_stretches(long[5], [60, 300, 520], 45, keep_range=False),
+            "X:HALTEDMICRO": with_flat_stretches(scaled(long[6], 1e-6), [100, 400], 40, keep_range=False),
+            "X:STUCK": with_flat_stretches(long[7], [80, 350], 30, keep_range=True),
+        },
+        "long flat": {
+            "X:LONGHALT": with_flat_stretches(long[8], [150], 250, keep_range=False),
+            "X:LONGHALTMICRO": with_flat_stretches(scaled(long[9], 1e-6), [200], 300, keep_range=False),
+            "X:ULPHALT": with_an_ulp_off_halt(long[10], 300, 200),
+        },
+    }
