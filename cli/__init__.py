@@ -7,7 +7,18 @@ server's or the backtest's imports; `from cli import app` registers them all (th
 import importlib
 import sys
 
-COMMANDS = ("audit", "backfill", "backtest", "demo", "export", "features", "gc", "pipeline", "ratings", "serve")
+COMMANDS = (
+    "audit",
+    "backfill",
+    "backtest",
+    "demo",
+    "export",
+    "features",
+    "gc",
+    "pipeline",
+    "ratings",
+    "serve",
+)
 
 
 def main() -> None:
