@@ -28,6 +28,7 @@ from typing import Final
 import duckdb
 import pandas as pd
 
+from storage.parts import PART_PREFIX
 from vocabulary.errors import InvalidInput, NotFound, Unavailable
 from vocabulary.spec import BackfillSpec
 
@@ -37,8 +38,11 @@ PUBLISHED_MARKER: Final = "catalog.published"
 FORMAT_VERSION: Final = 3
 """1: the first release. 2: a `format` table; runs record their whole BackfillSpec and their layout; jobs
 have a kind. 3: runs belong to a dataset."""
-RUN_LAYOUT: Final = 1
-"""How a run's files are laid out. 1: one `features.parquet` sorted by (available_at, symbol)."""
+RUN_LAYOUT: Final = 2
+"""How a run's files are laid out. 1: one `features.parquet` sorted by (available_at, symbol); `path` is the
+file. 2: `part-NNNNN.parquet` files in the run's folder (`path`), each a range of available_at sorted by
+(available_at, symbol), so that read in name order they are the layout-1 sequence (`storage.parts`). Every
+layout ever written stays readable."""
 
 logger = logging.getLogger(__name__)
 
@@ -171,8 +175,11 @@ class RunInfo:
         return self.spec.interval
 
     def files(self) -> list[Path]:
-        """Every file the run reads from (layout 1: its one Parquet file)."""
-        return [self.path]
+        """Every file the run reads from, in (available_at, symbol) order: layout 1 its one Parquet file,
+        layout 2 its parts."""
+        if self.layout == 1:
+            return [self.path]
+        return sorted(self.path.glob(f"{PART_PREFIX}*.parquet"))
 
     @property
     def lag(self) -> pd.Timedelta:
@@ -432,7 +439,7 @@ def _migrate_1_to_2(connection: duckdb.DuckDBPyConnection, tables: set[str]) -> 
     """Runs record their whole spec (interval and lag join the other parameters) and their layout; jobs get
     a kind (every job of format 1 was a backfill); the format table appears."""
     connection.execute("CREATE TABLE format (version INTEGER NOT NULL); INSERT INTO format VALUES (1)")
-    connection.execute(f"ALTER TABLE runs ADD COLUMN layout INTEGER DEFAULT {RUN_LAYOUT}")
+    connection.execute("ALTER TABLE runs ADD COLUMN layout INTEGER DEFAULT 1")
     rows = connection.execute("SELECT run_id, interval, lag_us, params FROM runs").fetchall()
     for run_id, interval, lag_us, params in rows:
         recorded = json.loads(params)

@@ -27,9 +27,9 @@ def health(store: Store, runner: Runner, response: Response) -> HealthOut:
     except Unavailable as error:
         problems.append(f"catalog: {error}")
     problems += [
-        f"run {run.run_id} (dataset {name}): its features file is missing"
+        f"run {run.run_id} (dataset {name}): its features files are missing"
         for name, run in datasets.items()
-        if not run.path.is_file()
+        if not (files := run.files()) or not all(file.is_file() for file in files)
     ]
     if problems:
         response.status_code = 503

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from storage.catalog import Catalog, CatalogLocked, RunNotFound, code_version
+from storage.catalog import RUN_LAYOUT, Catalog, CatalogLocked, RunNotFound, code_version
 from storage.read import FeatureStore
 from storage.runs import RUNS_DIR, RunWriter
 from tests.support.rows import daily, failed, feature_rows, publish, spec
@@ -33,7 +33,7 @@ def test_publish_writes_one_sorted_typed_parquet_and_catalogues_the_run(tmp_path
     rows = feature_rows({"B:ONE": daily("2024-01-03", 50), "A:TWO": daily("2024-01-01", 60)})
     run = publish(tmp_path, rows, chunk_symbols=1, statuses=[failed("C:BAD", "missing file")])
     assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", run.run_id)
-    assert run.path == tmp_path / "runs" / run.run_id / "features.parquet"
+    assert run.path == tmp_path / "runs" / run.run_id
     assert (run.symbols, run.rows, run.interval, run.lag) == (["A:TWO", "B:ONE"], 110, "1d", pd.Timedelta(0))
     assert (run.start, run.end) == (
         pd.Timestamp("2024-01-01", tz="UTC"),
@@ -41,11 +41,11 @@ def test_publish_writes_one_sorted_typed_parquet_and_catalogues_the_run(tmp_path
     )
     assert run.features == list(FEATURES)
     assert run.code_version == code_version() and run.code_version.startswith("0.")
-    assert run.spec == spec() and run.layout == 1
-    assert os.listdir(run.path.parent) == ["features.parquet"]
+    assert run.spec == spec() and run.layout == RUN_LAYOUT == 2
+    assert [file.name for file in run.files()] == sorted(os.listdir(run.path)) == ["part-00000.parquet"]
     assert visible_entries(tmp_path) == [run.run_id]
 
-    stored = pq.read_table(run.path)
+    stored = pq.read_table(run.files()[0])
     schema = stored.schema
     assert schema.names == ["symbol", "ts", "available_at", "bars", "warm", *FEATURES]
     assert schema.field("ts").type == schema.field("available_at").type == pa.timestamp("us", tz="UTC")
@@ -56,7 +56,7 @@ def test_publish_writes_one_sorted_typed_parquet_and_catalogues_the_run(tmp_path
     assert frame[["available_at", "symbol"]].equals(
         frame[["available_at", "symbol"]].sort_values(["available_at", "symbol"]).reset_index(drop=True)
     )
-    assert pq.ParquetFile(run.path).metadata.row_group(0).column(0).compression == "ZSTD"
+    assert pq.ParquetFile(run.files()[0]).metadata.row_group(0).column(0).compression == "ZSTD"
 
     catalog = Catalog(tmp_path)
     assert catalog.run(run.run_id) == run
@@ -124,9 +124,10 @@ def test_a_failed_publish_rolls_back_and_leaves_the_previous_run_served(tmp_path
 
 def test_publishing_never_touches_another_run(tmp_path: Path) -> None:
     first = publish(tmp_path, feature_rows({"X:A": daily("2024-01-01", 30)}))
-    digest = hashlib.sha256(first.path.read_bytes()).hexdigest()
+    (file,) = first.files()
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
     second = publish(tmp_path, feature_rows({"X:A": daily("2024-01-01", 30)}, seed=5))
-    assert hashlib.sha256(first.path.read_bytes()).hexdigest() == digest
+    assert hashlib.sha256(file.read_bytes()).hexdigest() == digest
     catalog = Catalog(tmp_path)
     assert catalog.run(first.run_id) == first
     assert [run.run_id for run in catalog.runs()] == [second.run_id, first.run_id]
@@ -250,7 +251,7 @@ def test_a_run_renamed_into_place_but_never_committed_is_swept(tmp_path: Path) -
     previous = publish(tmp_path, feature_rows({"X:A": daily("2024-01-01", 20)}))
     orphan = "20240101T000000Z-0a0b0c"
     (tmp_path / RUNS_DIR / orphan).mkdir()
-    (tmp_path / RUNS_DIR / orphan / "features.parquet").write_bytes(previous.path.read_bytes())
+    (tmp_path / RUNS_DIR / orphan / "part-00000.parquet").write_bytes(previous.files()[0].read_bytes())
     (tmp_path / RUNS_DIR / f".staging-{orphan}.lock").touch()
     with pytest.raises(RunNotFound):
         FeatureStore(tmp_path).cross_section("2024-01-10", run_id=orphan)
