@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from service.jobs.store import JobStore
-from storage.catalog import CATALOG_FILE, FORMAT_VERSION, RUN_LAYOUT, Catalog
+from storage.catalog import CATALOG_FILE, FORMAT_VERSION, Catalog
 from vocabulary.errors import InvalidInput, Unavailable
 from vocabulary.spec import BackfillSpec
 
