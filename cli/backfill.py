@@ -13,6 +13,7 @@ from rich.console import Console
 from cli.app import app
 from cli.console import INTERVALS_HELP, DataDir, names, one_line_errors, progress_bar, symbol_table
 from service.backfill import BackfillFailed, BackfillResult, HistoricalFeatureBackfill
+from service.chunks import CHUNK_BARS
 from storage.datadir import refuse_if_served
 from vocabulary.spec import BackfillSpec
 from vocabulary.time import iso
@@ -53,7 +54,21 @@ def backfill(
             "--from 1d); only periods the lake covers completely are stored.",
         ),
     ] = None,
-    chunk_size: Annotated[int, typer.Option(help="Symbols rated at once; bounds memory.")] = 200,
+    executor: Annotated[
+        str,
+        typer.Option(help="Where to compute: local (this machine's cores) or ray (tasks on a Ray cluster)."),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ASOF_RAY_ADDRESS",
+            help="The Ray cluster of --executor ray (e.g. ray://head:10001); default: a local one. The lake "
+            "and the data dir must be on storage every node reaches.",
+        ),
+    ] = None,
+    chunk_bars: Annotated[
+        int, typer.Option(help="Lake rows one worker rates at once (a whole symbol at least); bounds memory.")
+    ] = CHUNK_BARS,
     data_dir: DataDir = Path("data"),
 ) -> None:
     """Backfill the ratings of a lake into a new run, published only when complete.
@@ -66,6 +81,8 @@ def backfill(
     Example: asof backfill --lake data/lake --candidates data/candidates.json --interval 1d --start 2020-01-01
 
     Example: asof backfill --lake data/lake --interval 1M --from 1d
+
+    Example: asof backfill --lake /shared/lake --interval 1m --executor ray --ray-address ray://head:10001
     """
     with one_line_errors():
         refuse_if_served(
@@ -85,8 +102,9 @@ def backfill(
             keep_zero_volume=keep_zero_volume,
             dataset=dataset,
             from_interval=from_interval,
+            executor=executor,
         )
-        job = HistoricalFeatureBackfill(data_dir, spec, chunk_size=chunk_size)
+        job = HistoricalFeatureBackfill(data_dir, spec, chunk_bars=chunk_bars, ray_address=ray_address)
         out = Console(soft_wrap=False)
         try:
             with progress_bar("backfill", "symbols") as progress:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from service.sources.bars import OHLCVError, bars_from_table, load_table, read_bars
 from vocabulary.errors import InvalidInput
@@ -15,6 +17,8 @@ from vocabulary.time import Interval, parse_interval
 
 LAKE_SUFFIXES = (".parquet", ".csv")
 """File types of a lake folder, in order of preference when a symbol has both."""
+CSV_ROW_BYTES = 48
+"""About the size of one OHLCV row of a CSV file (epoch seconds and five numbers)."""
 
 
 class SourceError(InvalidInput):
@@ -56,6 +60,25 @@ class Lake:
             return read_bars(self._file_of(symbol))
         except OHLCVError as error:
             raise OHLCVError(f"{symbol}: {error}") from None
+
+    def rows(self, symbols: list[str]) -> dict[str, int]:
+        """About how many rows each symbol has (Parquet footers, a CSV's size, a long file's rows): what a
+        backfill plans its chunks by. A symbol whose file cannot be found or read counts 0 (reading it will
+        say why)."""
+        if not self.path.is_dir():
+            return {symbol: len(self._long_rows.get(symbol, ())) for symbol in symbols}
+        counts = {}
+        for symbol in symbols:
+            try:
+                file = self._file_of(symbol)
+                counts[symbol] = (
+                    pq.read_metadata(file).num_rows
+                    if file.suffix.lower() == ".parquet"
+                    else file.stat().st_size // CSV_ROW_BYTES
+                )
+            except (OSError, ValueError, pa.ArrowException):
+                counts[symbol] = 0
+        return counts
 
     def _symbol_of(self, file: Path) -> str | None:
         """The symbol a folder file holds, or None when its name is not `<EXCHANGE>_<TICKER>_<interval>`."""
