@@ -75,7 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     limits = JobLimits(settings.max_queued_jobs, settings.max_audits, settings.max_job_history)
     app.state.runner = JobRunner(
-        settings.data_dir, catalog_wait=settings.catalog_wait, limits=limits, after_publish=retain
+        settings.data_dir,
+        catalog_wait=settings.catalog_wait,
+        limits=limits,
+        after_publish=retain,
+        ray_address=settings.ray_address,
     )
     app.state.reads = ReadLimits(settings.max_read_cells, settings.max_concurrent_reads)
     for module in (features, jobs, runs, health, methods):

@@ -24,6 +24,7 @@ from api.encode import Format
 from service.jobs.store import KINDS, JobStatus
 from vocabulary.errors import InvalidInput
 from vocabulary.features import FEATURES, RATINGS
+from vocabulary.spec import EXECUTORS
 from vocabulary.time import INTERVALS, parse_instant, parse_interval
 
 MAX_SYMBOLS = 20_000
@@ -214,6 +215,12 @@ class BackfillIn(BaseModel):
         None,
         description="build the `interval` bars from the lake's files of this finer interval (e.g. 1d for "
         "1W); only periods the lake covers completely are stored",
+    )
+    executor: Literal[EXECUTORS] = Field(  # type: ignore[valid-type]
+        "local",
+        description="where it computes: `local` (the server's cores) or `ray` (the Ray cluster the server "
+        "is configured with, ASOF_RAY_ADDRESS); the run is the same either way, so a request differing only "
+        "here is a duplicate",
     )
 
 

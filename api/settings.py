@@ -42,6 +42,9 @@ class Settings:
     """The dataset an unnamed read follows when the data dir holds several."""
     catalog_wait: float = 1.0
     """Seconds a request waits for a catalog another process holds before answering 503."""
+    ray_address: str | None = None
+    """The Ray cluster backfills with `"executor": "ray"` run on (`ray://head:10001`); None starts a local
+    one. The data dir must be on storage every node of the cluster reaches."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Self:

@@ -25,7 +25,7 @@ def main() -> None:
     """The `asof` console script."""
     named = next((argument for argument in sys.argv[1:] if not argument.startswith("-")), None)
     _register([named] if named in COMMANDS else COMMANDS)
-    from cli.app import app
+    from cli.root import app
 
     app()
 
@@ -39,6 +39,6 @@ def __getattr__(name: str) -> object:
     if name != "app":
         raise AttributeError(f"module 'cli' has no attribute {name!r}")
     _register(COMMANDS)
-    from cli.app import app
+    from cli.root import app
 
     return app

@@ -10,8 +10,8 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from cli.app import app
 from cli.console import INTERVALS_HELP, DataDir, names, one_line_errors, progress_bar, symbol_table
+from cli.root import app
 from service.backfill import BackfillFailed, BackfillResult, HistoricalFeatureBackfill
 from service.chunks import CHUNK_BARS
 from storage.datadir import refuse_if_served

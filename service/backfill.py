@@ -117,7 +117,7 @@ class HistoricalFeatureBackfill:
         executor = self.executor or executor_for(spec.executor, self.ray_address)
         try:
             with RunWriter(self.data_dir, spec) as writer:
-                progress(len(statuses), len(universe))
+                progress(0, len(universe))
                 chunks = [
                     Chunk(spec, start, end, lake.path, lake.inside, symbols, writer.pieces, f"chunk-{k:06d}")
                     for k, symbols in enumerate(plan_chunks(present, lake.rows(present), self.chunk_bars))

@@ -85,8 +85,11 @@ class JobRunner:
         catalog_wait: float = 10.0,
         limits: JobLimits = JobLimits(),
         after_publish: Callable[[], None] | None = None,
+        ray_address: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.ray_address = ray_address
+        """The Ray cluster of backfills that ask for the ray executor (None: a local one)."""
         self.limits = limits
         self.after_publish = after_publish
         self.jobs = JobStore(Catalog(self.data_dir, lock_timeout=catalog_wait))
@@ -219,7 +222,7 @@ class JobRunner:
         receiver, sender = self._context.Pipe(duplex=False)
         child = self._context.Process(
             target=run_in_child,
-            args=(str(self.data_dir), job.work, sender, cancel, os.getpid()),
+            args=(str(self.data_dir), job.work, sender, cancel, os.getpid(), self.ray_address),
             name=f"asof-{job.kind}-{job.job_id}",
             daemon=True,
         )

@@ -414,5 +414,5 @@ def test_a_backfill_killed_mid_run_leaves_the_previous_run_served(served: Path, 
         process.wait()
 
     assert process.returncode == -signal.SIGKILL
-    assert progress and progress[-1] == 8, f"not killed mid-way; progress seen: {progress}"
+    assert progress and 0 < progress[-1] <= 48, f"not killed mid-way; progress seen: {progress}"
     assert_unchanged(before, published(served))
