@@ -110,7 +110,7 @@ class RayExecutor:
                     address=address,
                     include_dashboard=False,
                     log_to_driver=False,
-                    runtime_env={"env_vars": _worker_environment()},
+                    runtime_env={"env_vars": worker_environment()},
                 )
             except (ConnectionError, RuntimeError, ValueError) as error:
                 raise Unavailable(
@@ -155,7 +155,7 @@ def _await_ended(ray: Any, refs: list, timeout: float = 30.0) -> None:
         _, refs = ray.wait(refs, num_returns=len(refs), timeout=POLL_SECONDS)
 
 
-def _worker_environment() -> dict[str, str]:
+def worker_environment() -> dict[str, str]:
     """What Ray workers need to import asof the way this process does: its folder on PYTHONPATH (a
     checkout; an installed asof is found anyway), and the numba cache, so workers load the compiled engine
     instead of compiling it."""
