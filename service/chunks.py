@@ -24,17 +24,17 @@ from service.sources.lake import Lake
 from service.sources.resample import resample
 from service.sources.spacing import spacing_problem
 from storage.catalog import SymbolStatus
-from storage.parts import Staged, stage_table
+from storage.parts import Staged, stage_table, use_jemalloc
 from storage.runs import to_table
 from vocabulary.features import FEATURES
 from vocabulary.spec import BackfillSpec
 from vocabulary.time import available_at, iso, parse_interval
 
-CHUNK_CELLS: Final = 1 << 24
-"""Lake rows x features rated at once by one worker (16.8M cells: 290k bars of 57 features, about 130 MB of
-engine output and 300 MB at its peak). Panels of this size keep the engine near its best speed: 32 daily
-symbols at a time, or 2 or 3 minute histories of 100,000 bars (wider panels of long histories leave the
-processor's caches and rate slower)."""
+CHUNK_CELLS: Final = 1 << 25
+"""Lake rows x features rated at once by one worker (33.5M cells: 590k bars of 57 features, about 270 MB of
+engine output). Panels of this size keep the engine near its best speed: 32 daily symbols at a time, or 4
+or 5 minute histories of 100,000 bars (wider panels of long histories leave the processor's caches and rate
+slower, narrower ones leave it too little to do at once)."""
 
 CHUNK_BARS: Final = CHUNK_CELLS // len(FEATURES)
 
@@ -81,6 +81,7 @@ def plan_chunks(symbols: list[str], rows: dict[str, int], budget: int = CHUNK_BA
 
 def run_chunk(chunk: Chunk) -> ChunkResult:
     """Read, clean, rate and stage one chunk; every symbol ends with a status."""
+    use_jemalloc()
     spec = chunk.spec
     timings = dict.fromkeys(("read", "clean", "compute", "write"), 0.0)
     lake = Lake(chunk.lake, spec.lake_interval, inside=chunk.inside)

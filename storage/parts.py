@@ -1,18 +1,21 @@
 """A run's rows on their way in: staged in pieces by whoever computes them, then cut into the run's parts.
 
-A *piece* is an Arrow IPC file of RUN_SCHEMA rows sorted by `available_at`, in record batches of
-STAGE_BATCH_ROWS, written by the thread or Ray worker that computed it (`stage_table`); its `Staged` summary
-(rows, each symbol's span, each batch's first and last `available_at`) is all the publisher needs to plan.
+A *piece* is an Arrow IPC file of RUN_SCHEMA rows as the engine gave them (by symbol, then ts), in record
+batches of STAGE_BATCH_ROWS, written by the thread or Ray worker that computed it (`stage_table`); its
+`Staged` summary (rows, each symbol's span, each batch's lowest and highest `available_at`, and every
+SAMPLE_STEP-th `available_at`) is all the publisher needs to plan.
 
 A *part* (run layout 2) holds the rows whose `available_at` lies in one range `[low, high)`, sorted by
 `(available_at, symbol)` in row groups of ROW_GROUP_ROWS. The ranges are consecutive, so the parts read in
 order are one sequence sorted by `(available_at, symbol)` (the layout-1 contract, cut in pieces): an as-of
 read touches the row groups near T of one or two parts. Each part is written by its own task
 (`write_part`), which reads only the batches of each piece that overlap its range, so parts are written in
-parallel and memory is bounded by a part, never by the run.
+parallel and memory is bounded by a part, never by the run. Parts are compressed with LZ4: a third less
+write time than zstd for 15% more bytes (floats hardly compress), and faster to read back.
 """
 
 import math
+from contextlib import suppress
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -26,7 +29,9 @@ import pyarrow.parquet as pq
 from storage.schema import ROW_GROUP_ROWS, RUN_SCHEMA
 
 STAGE_BATCH_ROWS: Final = 16_384
-"""Rows per record batch of a piece: the grain at which parts are planned and pieces read."""
+"""Rows per record batch of a piece: the grain at which pieces are read."""
+SAMPLE_STEP: Final = 1_024
+"""A piece keeps every SAMPLE_STEP-th `available_at`: the publisher places the parts' boundaries by them."""
 PART_ROWS: Final = 1 << 20
 """At most about this many rows per part (~300 MB in memory while it is written): bounds a part task."""
 PART_PREFIX: Final = "part-"
@@ -37,13 +42,14 @@ Span = tuple[int, int, int, int, int]
 
 @dataclass(frozen=True)
 class Staged:
-    """A piece written by `stage_table`: where, how many rows, each symbol's span, and each batch's first
-    and last `available_at` (microseconds)."""
+    """A piece written by `stage_table`: where, how many rows, each symbol's span, each batch's lowest and
+    highest `available_at`, and a sample of them (microseconds)."""
 
     path: Path
     rows: int
     spans: dict[str, Span]
     batches: tuple[tuple[int, int], ...]
+    sample: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -57,22 +63,34 @@ class PartTask:
     pieces: tuple[tuple[Path, tuple[int, ...]], ...]
 
 
+def use_jemalloc() -> None:
+    """Arrow's memory from jemalloc, where the build has it. Measured on this project's machines: with the
+    default (mimalloc), a take or a concatenation of a few hundred MB into fresh memory takes 3 to 5 times
+    as long, and so does numpy's next large copy; that was most of a backfill's write time. Called by each
+    process that writes a run (the backfill, its Ray workers)."""
+    with suppress(NotImplementedError):
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+
+
 def stage_table(directory: Path, name: str, table: pa.Table) -> Staged:
-    """Write `table` (RUN_SCHEMA, any order) as the piece `<directory>/<name>.arrow`, sorted by
-    `available_at`; each symbol's rows must all be in one piece (a backfill rates a symbol's whole history
-    at once; `RunWriter` checks the rare case of a symbol in several pieces)."""
+    """Write `table` (RUN_SCHEMA, in any order) as the piece `<directory>/<name>.arrow`. Each symbol's rows
+    must all be in one piece (a backfill rates a symbol's whole history at once; `RunWriter` checks the rare
+    case of a symbol in several pieces)."""
     available = _microseconds(table["available_at"])
-    order = np.argsort(available, kind="stable")
-    table = table.take(order)
-    available = available[order]
     path = directory / f"{name}.arrow"
     bounds = []
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, RUN_SCHEMA) as writer:
         for first in range(0, table.num_rows, STAGE_BATCH_ROWS):
-            last = min(first + STAGE_BATCH_ROWS, table.num_rows) - 1
-            writer.write_table(table.slice(first, last - first + 1), max_chunksize=STAGE_BATCH_ROWS)
-            bounds.append((int(available[first]), int(available[last])))
-    return Staged(path=path, rows=table.num_rows, spans=spans(table), batches=tuple(bounds))
+            batch = available[first : first + STAGE_BATCH_ROWS]
+            writer.write_table(table.slice(first, len(batch)), max_chunksize=STAGE_BATCH_ROWS)
+            bounds.append((int(batch.min()), int(batch.max())))
+    return Staged(
+        path=path,
+        rows=table.num_rows,
+        spans=spans(table),
+        batches=tuple(bounds),
+        sample=tuple(available[::SAMPLE_STEP].tolist()),
+    )
 
 
 def spans(table: pa.Table) -> dict[str, Span]:
@@ -93,24 +111,14 @@ def spans(table: pa.Table) -> dict[str, Span]:
 
 def plan_parts(directory: Path, staged: list[Staged], parallelism: int) -> list[PartTask]:
     """Cut the staged rows at `available_at` boundaries into at least `parallelism` parts (so every worker
-    writes one) of at most about PART_ROWS rows; boundaries fall between batches, so rows sharing an
+    writes one) of at most about PART_ROWS rows, placed by the pieces' samples; rows sharing an
     `available_at` stay in one part. Ranges without rows get no part."""
     total = sum(piece.rows for piece in staged)
     count = max(parallelism, math.ceil(total / PART_ROWS), 1)
-    firsts = np.array([first for piece in staged for first, _ in piece.batches], dtype=np.int64)
-    weights = np.array(
-        [
-            min(STAGE_BATCH_ROWS, piece.rows - k * STAGE_BATCH_ROWS)
-            for piece in staged
-            for k in range(len(piece.batches))
-        ],
-        dtype=np.int64,
-    )
-    order = np.argsort(firsts, kind="stable")
-    cumulative = np.cumsum(weights[order])
-    cuts = np.searchsorted(cumulative, total * np.arange(1, count) / count, side="right")
-    boundaries = np.unique(firsts[order][np.minimum(cuts, len(order) - 1)]) if len(order) else []
-    edges: list[int | None] = [None, *(int(b) for b in boundaries if b > firsts.min()), None]
+    sample = np.sort(np.array([value for piece in staged for value in piece.sample], dtype=np.int64))
+    cuts = (len(sample) * np.arange(1, count) // count).astype(np.int64)
+    boundaries = np.unique(sample[cuts]) if len(sample) else np.array([], dtype=np.int64)
+    edges: list[int | None] = [None, *(int(b) for b in boundaries if b > sample[0]), None]
     tasks = []
     for index, (low, high) in enumerate(pairwise(edges)):
         pieces = tuple(
@@ -125,6 +133,7 @@ def plan_parts(directory: Path, staged: list[Staged], parallelism: int) -> list[
 
 def write_part(task: PartTask) -> int:
     """Write one part (see the module docstring); returns its rows."""
+    use_jemalloc()
     slices = []
     for path, batches in task.pieces:
         with pa.OSFile(str(path), "rb") as source:
@@ -132,26 +141,28 @@ def write_part(task: PartTask) -> int:
             for k in batches:
                 batch = reader.get_batch(k)
                 available = _microseconds(batch.column("available_at"))
-                first = 0 if task.low is None else int(np.searchsorted(available, task.low, side="left"))
-                last = (
-                    len(available)
-                    if task.high is None
-                    else int(np.searchsorted(available, task.high, "left"))
-                )
-                if last > first:
-                    slices.append(batch.slice(first, last - first))
-    rows = pa.Table.from_batches(slices, RUN_SCHEMA).combine_chunks()
-    order = pc.sort_indices(rows, [("available_at", "ascending"), ("symbol", "ascending")])
-    with pq.ParquetWriter(
-        task.path, RUN_SCHEMA, compression="zstd", use_dictionary=["symbol"], write_statistics=STATISTICS
-    ) as writer:
-        for first in range(0, rows.num_rows, ROW_GROUP_ROWS):
-            writer.write_table(
-                rows.take(order[first : first + ROW_GROUP_ROWS]), row_group_size=ROW_GROUP_ROWS
-            )
+                inside = np.ones(len(available), dtype=bool)
+                if task.low is not None:
+                    inside &= available >= task.low
+                if task.high is not None:
+                    inside &= available < task.high
+                slices.append(batch if inside.all() else batch.filter(pa.array(inside)))
+    rows = pa.Table.from_batches(slices, RUN_SCHEMA)
+    symbols = pc.dictionary_encode(rows["symbol"]).combine_chunks()
+    rank = np.argsort(np.argsort(symbols.dictionary.to_numpy(zero_copy_only=False), kind="stable"))
+    order = np.lexsort((rank[symbols.indices.to_numpy()], _microseconds(rows["available_at"])))
+    pq.write_table(
+        rows.take(order),
+        task.path,
+        compression=COMPRESSION,
+        use_dictionary=["symbol"],
+        write_statistics=STATISTICS,
+        row_group_size=ROW_GROUP_ROWS,
+    )
     return rows.num_rows
 
 
+COMPRESSION: Final = "lz4"
 STATISTICS: Final = ["symbol", "ts", "available_at", "bars", "warm"]
 """Columns whose row-group statistics are written: what reads filter on (the features are never filtered
 on, and their statistics cost write time)."""
