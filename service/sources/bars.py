@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from vocabulary.errors import InvalidInput
 from vocabulary.time import iso
@@ -90,7 +92,7 @@ def read_bars(path: Path | str) -> pd.DataFrame:
 
 def load_table(path: Path) -> pd.DataFrame:
     """The file as a table; OHLCVError for a missing, unreadable or unsupported file."""
-    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
+    readers = {".csv": pd.read_csv, ".parquet": _read_parquet, ".pq": _read_parquet}
     reader = readers.get(path.suffix.lower())
     if reader is None:
         raise OHLCVError(f"{path.name}: unsupported file type {path.suffix!r}; expected .csv or .parquet")
@@ -100,6 +102,22 @@ def load_table(path: Path) -> pd.DataFrame:
         return reader(path)
     except Exception as error:  # any reader failure means the same thing to the caller: unreadable
         raise OHLCVError(f"{path.name}: unreadable ({type(error).__name__}: {error})") from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """One Parquet file, read by pyarrow's file reader on this thread: `pd.read_parquet` plans a dataset
+    first, twice the work for a lake's small files (a backfill reads thousands, on every core at once).
+    Plain columns become a frame without pandas' conversion; a stored index or other types take it."""
+    table = pq.ParquetFile(path).read(use_threads=False)
+    metadata = table.schema.pandas_metadata or {}
+    plain = all(
+        pa.types.is_floating(column.type) or (pa.types.is_integer(column.type) and not column.null_count)
+        for column in table.columns
+    )
+    stored_index = any(isinstance(index, str) for index in metadata.get("index_columns", []))
+    if not plain or stored_index or len(set(table.column_names)) < table.num_columns:
+        return table.to_pandas()
+    return pd.DataFrame({name: table[name].to_numpy() for name in table.column_names})
 
 
 def bars_from_table(table: pd.DataFrame, *, source: str, rows: Sequence[int] | None = None) -> pd.DataFrame:
