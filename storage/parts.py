@@ -2,8 +2,8 @@
 
 A *piece* is an Arrow IPC file of RUN_SCHEMA rows as the engine gave them (by symbol, then ts), in record
 batches of STAGE_BATCH_ROWS, written by the thread or Ray worker that computed it (`stage_table`); its
-`Staged` summary (rows, each symbol's span, each batch's lowest and highest `available_at`, and every
-SAMPLE_STEP-th `available_at`) is all the publisher needs to plan.
+`Staged` summary (rows, each symbol's span, each batch's lowest and highest `available_at`, and quantiles
+of its `available_at`) is all the publisher needs to plan.
 
 A *part* (run layout 2) holds the rows whose `available_at` lies in one range `[low, high)`, sorted by
 `(available_at, symbol)` in row groups of ROW_GROUP_ROWS. The ranges are consecutive, so the parts read in
@@ -31,7 +31,8 @@ from storage.schema import ROW_GROUP_ROWS, RUN_SCHEMA
 STAGE_BATCH_ROWS: Final = 16_384
 """Rows per record batch of a piece: the grain at which pieces are read."""
 SAMPLE_STEP: Final = 1_024
-"""A piece keeps every SAMPLE_STEP-th `available_at`: the publisher places the parts' boundaries by them."""
+"""A piece keeps 16 quantiles of its `available_at`, plus one for every SAMPLE_STEP rows: the publisher places
+the parts' boundaries by them (each standing for its share of the piece's rows)."""
 PART_ROWS: Final = 1 << 20
 """At most about this many rows per part (~300 MB in memory while it is written): bounds a part task."""
 PART_PREFIX: Final = "part-"
@@ -89,7 +90,7 @@ def stage_table(directory: Path, name: str, table: pa.Table) -> Staged:
         rows=table.num_rows,
         spans=spans(table),
         batches=tuple(bounds),
-        sample=tuple(available[::SAMPLE_STEP].tolist()),
+        sample=tuple(_quantiles(available).tolist()),
     )
 
 
@@ -115,10 +116,13 @@ def plan_parts(directory: Path, staged: list[Staged], parallelism: int) -> list[
     `available_at` stay in one part. Ranges without rows get no part."""
     total = sum(piece.rows for piece in staged)
     count = max(parallelism, math.ceil(total / PART_ROWS), 1)
-    sample = np.sort(np.array([value for piece in staged for value in piece.sample], dtype=np.int64))
-    cuts = (len(sample) * np.arange(1, count) // count).astype(np.int64)
-    boundaries = np.unique(sample[cuts]) if len(sample) else np.array([], dtype=np.int64)
-    edges: list[int | None] = [None, *(int(b) for b in boundaries if b > sample[0]), None]
+    values = np.array([value for piece in staged for value in piece.sample], dtype=np.int64)
+    weights = np.array([piece.rows / len(piece.sample) for piece in staged for _ in piece.sample])
+    order = np.argsort(values, kind="stable")
+    values, cumulative = values[order], np.cumsum(weights[order])
+    cuts = np.searchsorted(cumulative, total * np.arange(1, count) / count, side="left")
+    boundaries = np.unique(values[np.minimum(cuts, len(values) - 1)]) if len(values) else values
+    edges: list[int | None] = [None, *(int(b) for b in boundaries if b > values[0]), None]
     tasks = []
     for index, (low, high) in enumerate(pairwise(edges)):
         pieces = tuple(
@@ -166,6 +170,12 @@ COMPRESSION: Final = "lz4"
 STATISTICS: Final = ["symbol", "ts", "available_at", "bars", "warm"]
 """Columns whose row-group statistics are written: what reads filter on (the features are never filtered
 on, and their statistics cost write time)."""
+
+
+def _quantiles(available: np.ndarray) -> np.ndarray:
+    """Evenly spaced order statistics of `available`: 16, plus one per SAMPLE_STEP values."""
+    count = min(len(available), 16 + len(available) // SAMPLE_STEP)
+    return np.sort(available)[np.linspace(0, len(available) - 1, count).astype(np.int64)]
 
 
 def _overlaps(bounds: tuple[int, int], low: int | None, high: int | None) -> bool:

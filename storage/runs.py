@@ -297,7 +297,10 @@ def to_table(rows: pd.DataFrame, spec: BackfillSpec) -> pa.Table:
         dtype = rows[name].dtype
         if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
             raise ValueError(f"rows: column {name!r} must be numeric, not {dtype}")
-        values[name] = rows[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        column = rows[name]
+        # A float64 column is read in place (the engine's output is never copied here); others convert.
+        plain = column.dtype == np.float64
+        values[name] = column.to_numpy() if plain else column.to_numpy(dtype=np.float64, na_value=np.nan)
     with np.errstate(invalid="ignore"):
         for name in VOTES:
             vote = values[name]
