@@ -5,8 +5,8 @@ paths relative to the data directory: a relative path in a spec is a data-dir pa
 (`service.backfill.located`), while the CLI records absolute paths of its user's own files."""
 
 import errno
-from importlib.util import find_spec
 from dataclasses import replace
+from importlib.util import find_spec
 from pathlib import Path
 
 from service.sources.lake import read_candidates
