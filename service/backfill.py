@@ -119,7 +119,17 @@ class HistoricalFeatureBackfill:
             with RunWriter(self.data_dir, spec) as writer:
                 progress(0, len(universe))
                 chunks = [
-                    Chunk(spec, start, end, lake.path, lake.inside, symbols, writer.pieces, f"chunk-{k:06d}")
+                    Chunk(
+                        spec,
+                        start,
+                        end,
+                        lake.path,
+                        lake.inside,
+                        symbols,
+                        writer.pieces,
+                        f"chunk-{k:06d}",
+                        in_memory=executor.shares_memory,
+                    )
                     for k, symbols in enumerate(plan_chunks(present, lake.rows(present), self.chunk_bars))
                 ]
                 for chunk_result in self._rate(executor, chunks, cancelled):

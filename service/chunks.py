@@ -24,7 +24,7 @@ from service.sources.lake import Lake
 from service.sources.resample import resample
 from service.sources.spacing import spacing_problem
 from storage.catalog import SymbolStatus
-from storage.parts import Staged, stage_table, use_jemalloc
+from storage.parts import Staged, piece, stage_table, use_jemalloc
 from storage.runs import to_table
 from vocabulary.features import FEATURES
 from vocabulary.spec import BackfillSpec
@@ -42,7 +42,8 @@ CHUNK_BARS: Final = CHUNK_CELLS // len(FEATURES)
 @dataclass(frozen=True)
 class Chunk:
     """Symbols to rate together, the span of bars to store (`start`, `end`: the spec's, or the returns
-    matrix's), the lake they come from, and where to stage their rows (`name` unique in `pieces`).
+    matrix's), the lake they come from, and where to stage their rows (a file `name` unique in `pieces`, or
+    a table in memory).
     `inside`: the data dir a relative lake must not leave (see `service.backfill.open_lake`)."""
 
     spec: BackfillSpec
@@ -53,6 +54,8 @@ class Chunk:
     symbols: tuple[str, ...]
     pieces: Path
     name: str
+    in_memory: bool = False
+    """Hand the rows over as a table (the worker shares the writer's memory), not as a piece file."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,8 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
     staged = None
     with _timed(timings, "write"):
         if rows is not None and len(rows):
-            staged = stage_table(chunk.pieces, chunk.name, to_table(rows, spec))
+            table = to_table(rows, spec)
+            staged = piece(table) if chunk.in_memory else stage_table(chunk.pieces, chunk.name, table)
     spans = staged.spans if staged is not None else {}
     for symbol, report in reports.items():
         if symbol not in statuses:

@@ -34,6 +34,8 @@ class Cancelled(AsofError):
 class Executor(Protocol):
     parallelism: int
     """How many tasks it runs at once."""
+    shares_memory: bool
+    """Whether its tasks run in this process, so a task's result may hold rows (else they go by files)."""
 
     def as_completed(
         self, function: Task, tasks: Sequence[Any], cancelled: Callable[[], bool]
@@ -63,6 +65,8 @@ def cores() -> int:
 
 class LocalExecutor:
     """Tasks on threads, one per core of this machine (or `workers`)."""
+
+    shares_memory = True
 
     def __init__(self, workers: int | None = None) -> None:
         self.parallelism = workers or cores()
@@ -94,6 +98,8 @@ class RayExecutor:
     """Tasks on a Ray cluster: the one at `address` (`ray://host:10001`, `host:6379`, `auto`), or with
     none a local one started for this process (or the one this process already joined). Ray is imported
     only here, so it is needed only when asked for (`pip install asof[ray]`)."""
+
+    shares_memory = False
 
     def __init__(self, address: str | None = None) -> None:
         try:

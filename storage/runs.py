@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from storage.catalog import RUN_LAYOUT, Catalog, RunInfo, RunNotFound, SymbolStatus, code_version
-from storage.parts import Span, Staged, plan_parts, stage_table, write_part
+from storage.parts import MEMORY_ROWS, Span, Staged, piece, plan_parts, spill, write_part
 from storage.schema import RUN_SCHEMA, TIMESTAMP
 from vocabulary.features import FEATURES, RATINGS, ROW_META, VOTES
 from vocabulary.spec import BackfillSpec
@@ -89,13 +89,19 @@ class RunWriter:
         self._check_open()
         table = to_table(rows, self.spec)
         if table.num_rows:
-            self.add_staged(stage_table(self.pieces, f"written-{len(self._staged):06d}", table))
+            self.add_staged(piece(table))
 
     def add_staged(self, staged: Staged) -> None:
-        """Take a piece staged in `self.pieces` (by this process or a worker) into the run."""
+        """Take a piece into the run: a file staged in `self.pieces` (by a worker), or a table, kept in
+        memory while the pieces held there stay under MEMORY_ROWS rows, else spilled to a file."""
         self._check_open()
-        if staged.rows:
-            self._staged.append(staged)
+        if not staged.rows:
+            return
+        if isinstance(staged.source, pa.Table):
+            held = sum(other.rows for other in self._staged if isinstance(other.source, pa.Table))
+            if held + staged.rows > MEMORY_ROWS:
+                staged = spill(staged, self.pieces / f"spilled-{len(self._staged):06d}.arrow")
+        self._staged.append(staged)
 
     def add_status(self, status: SymbolStatus) -> None:
         """Record how a symbol fared; a symbol with rows but no status is recorded as ok."""
@@ -114,11 +120,12 @@ class RunWriter:
         spans = self._spans()
         tasks = plan_parts(self.staging, self._staged, parallelism)
         written = (run_tasks or _one_by_one)(write_part, tasks)
-        if sum(written) != sum(piece.rows for piece in self._staged):
+        if sum(written) != sum(staged.rows for staged in self._staged):
             raise RuntimeError(f"run {self.run_id}: the parts hold {sum(written)} rows, the pieces more")
         shutil.rmtree(self.pieces)
-        for task in tasks:
-            _fsync(task.path)
+        for task, rows in zip(tasks, written, strict=True):
+            if rows:
+                _fsync(task.path)
         _fsync(self.staging)
         statuses = self._merged_statuses(spans)
         final = self.runs_dir / self.run_id
@@ -152,8 +159,8 @@ class RunWriter:
         """Per stored symbol: rows, first/last ts, first/last available_at; a ValueError naming the first
         repeated (symbol, ts) when a symbol's rows came in several pieces and overlap."""
         merged: dict[str, list[Span]] = {}
-        for piece in self._staged:
-            for symbol, span in piece.spans.items():
+        for staged in self._staged:
+            for symbol, span in staged.spans.items():
                 merged.setdefault(symbol, []).append(span)
         for symbol, parts in merged.items():
             if len(parts) > 1:
@@ -171,7 +178,7 @@ class RunWriter:
 
     def _check_no_repeats(self, symbol: str) -> None:
         ts = np.concatenate(
-            [_symbol_ts(piece.path, symbol) for piece in self._staged if symbol in piece.spans]
+            [_symbol_ts(staged.source, symbol) for staged in self._staged if symbol in staged.spans]
         )
         values, counts = np.unique(ts, return_counts=True)
         if (counts > 1).any():
@@ -346,10 +353,13 @@ def _repeats(symbols: pa.Array, ts: np.ndarray) -> np.ndarray:
     return repeated
 
 
-def _symbol_ts(piece: Path, symbol: str) -> np.ndarray:
+def _symbol_ts(source: Path | pa.Table, symbol: str) -> np.ndarray:
     """The `ts` (microseconds) of a symbol's rows in a staged piece."""
-    with pa.OSFile(str(piece), "rb") as source:
-        table = pa.ipc.open_file(source).read_all().select(["symbol", "ts"])
+    if isinstance(source, pa.Table):
+        table = source
+    else:
+        with pa.OSFile(str(source), "rb") as file:
+            table = pa.ipc.open_file(file).read_all().select(["symbol", "ts"])
     return pc.filter(table["ts"], pc.equal(table["symbol"], symbol)).cast(pa.int64()).to_numpy()
 
 

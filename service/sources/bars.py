@@ -244,8 +244,9 @@ def clean_bars(
         [raw[name].to_numpy(dtype="float64", na_value=np.nan) for name in BAR_COLUMNS[1:]]
     )
     unsorted = int((nanos[1:] < np.maximum.accumulate(nanos)[:-1]).sum())
-    order = np.argsort(nanos, kind="stable")
-    nanos, values = nanos[order], values[order]
+    if unsorted:  # sorted input (nearly every file) keeps its order: a stable sort would not move it
+        order = np.argsort(nanos, kind="stable")
+        nanos, values = nanos[order], values[order]
 
     keep = np.ones(len(nanos), dtype=bool)
     keep[:-1] = nanos[:-1] != nanos[1:]

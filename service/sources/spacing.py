@@ -13,7 +13,9 @@ def spacing_problem(ts: pd.Series | pd.DatetimeIndex, interval: Interval) -> str
     """What is wrong with bars opening at `ts` (any order, repeats allowed) as bars of `interval`, naming the
     bars or the median at fault; None when nothing is. A backfill refuses the symbol, `asof ratings` warns."""
     index = pd.DatetimeIndex(ts).tz_convert("UTC")
-    nanoseconds = np.unique(index.as_unit("ns").asi8)
+    nanoseconds = index.as_unit("ns").asi8
+    if not (nanoseconds[1:] > nanoseconds[:-1]).all():  # np.unique sorts, even what is sorted and unique
+        nanoseconds = np.unique(nanoseconds)
     if not interval.months and regular(nanoseconds, interval):
         return None
     return described(nanoseconds, interval)
