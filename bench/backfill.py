@@ -49,6 +49,7 @@ def daily(root: Path) -> None:
     ours = backfill(lake, "1d", root / "data")
     print(f"  asof backfill               : {ours}")
     print(f"  speed-up                    : {script.seconds / ours.seconds:.1f}x (target >= 10x, 20x)")
+    print(f"  CPU seconds                 : {script.cpu / ours.cpu:.1f}x fewer")
     rates = f"script {bars / script.seconds:,.0f}, asof {bars / ours.seconds:,.0f}"
     print(f"  bar-ratings/s               : {rates}")
 
@@ -69,14 +70,15 @@ def intraday(root: Path) -> None:
 
 
 class Measured:
-    """One process's wall seconds, peak RSS and the stage line it printed."""
+    """One process's wall seconds, CPU seconds (user + system: what it costs whatever else the machine
+    runs), peak RSS and the stage line it printed."""
 
-    def __init__(self, seconds: float, max_rss_mib: float, stages: str) -> None:
-        self.seconds, self.max_rss_mib, self.stages = seconds, max_rss_mib, stages
+    def __init__(self, seconds: float, cpu: float, max_rss_mib: float, stages: str) -> None:
+        self.seconds, self.cpu, self.max_rss_mib, self.stages = seconds, cpu, max_rss_mib, stages
 
     def __str__(self) -> str:
         stages = f"; {self.stages}" if self.stages else ""
-        return f"{self.seconds:7.2f} s, peak RSS {self.max_rss_mib:,.0f} MiB{stages}"
+        return f"{self.seconds:7.2f} s ({self.cpu:.2f} CPU s), peak RSS {self.max_rss_mib:,.0f} MiB{stages}"
 
 
 def measure(command: list[str]) -> Measured:
@@ -91,7 +93,7 @@ def measure(command: list[str]) -> Measured:
         raise RuntimeError(f"{' '.join(command)} exited {process.returncode}:\n{output[-2000:]}")
     lines = output.splitlines()
     stages = next((line.removeprefix("time: ") for line in lines if line.startswith("time: ")), "")
-    return Measured(seconds, usage.ru_maxrss / 1024, stages)
+    return Measured(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stages)
 
 
 def backfill(lake: Path, interval: str, data_dir: Path) -> Measured:
