@@ -34,6 +34,8 @@ the rename and the catalog) is wall time."""
 
 Progress = Callable[[int, int], None]
 
+CHUNKS_PER_WORKER = 4
+
 
 class BackfillCancelled(AsofError):
     """`cancelled()` turned true between two chunks; the run was aborted and nothing is visible."""
@@ -130,7 +132,7 @@ class HistoricalFeatureBackfill:
                         f"chunk-{k:06d}",
                         in_memory=executor.shares_memory,
                     )
-                    for k, symbols in enumerate(plan_chunks(present, lake.rows(present), self.chunk_bars))
+                    for k, symbols in enumerate(self._plan(lake, present, executor.parallelism))
                 ]
                 for chunk_result in self._rate(executor, chunks, cancelled):
                     statuses |= {status.symbol: status for status in chunk_result.statuses}
@@ -156,6 +158,14 @@ class HistoricalFeatureBackfill:
             if self.executor is None:
                 executor.close()
         return BackfillResult(run=run, statuses=ordered, timings=timings)
+
+    def _plan(self, lake: Lake, symbols: list[str], parallelism: int) -> list[tuple[str, ...]]:
+        """The chunks: at most `chunk_bars` lake rows each, and at least CHUNKS_PER_WORKER per worker when the
+        universe allows, so that one worker's reading and cleaning (which hold the GIL) overlap another's
+        rating (which does not), and the workers finish together."""
+        rows = lake.rows(symbols)
+        budget = min(self.chunk_bars, max(1, sum(rows.values()) // (CHUNKS_PER_WORKER * parallelism)))
+        return plan_chunks(symbols, rows, budget)
 
     def _rate(
         self, executor: Executor, chunks: list[Chunk], cancelled: Callable[[], bool]

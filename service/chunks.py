@@ -30,11 +30,11 @@ from vocabulary.features import FEATURES
 from vocabulary.spec import BackfillSpec
 from vocabulary.time import available_at, iso, parse_interval
 
-CHUNK_CELLS: Final = 1 << 25
-"""Lake rows x features rated at once by one worker (33.5M cells: 590k bars of 57 features, about 270 MB of
-engine output). Panels of this size keep the engine near its best speed: 32 daily symbols at a time, or 4
-or 5 minute histories of 100,000 bars (wider panels of long histories leave the processor's caches and rate
-slower, narrower ones leave it too little to do at once)."""
+CHUNK_CELLS: Final = 1 << 24
+"""Lake rows x features rated at once by one worker (16.8M cells: 294k bars of 57 features, about 130 MB of
+engine output, 350 MB at the engine's peak). Panels of this size keep the engine near its best speed: 32
+daily symbols at a time, or 2 or 3 minute histories of 100,000 bars (wider panels of long histories leave
+the processor's caches and rate slower)."""
 
 CHUNK_BARS: Final = CHUNK_CELLS // len(FEATURES)
 

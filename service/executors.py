@@ -82,9 +82,10 @@ class LocalExecutor:
                 if cancelled():
                     raise Cancelled(f"cancelled with {len(pending)} of {len(tasks)} tasks unfinished")
                 done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-                for future in done:
+                for future in done:  # forgotten once handed over: a result may hold a chunk's rows
                     error = future.exception()
-                    yield futures[future], future.result() if error is None else error
+                    yield futures.pop(future), future.result() if error is None else error
+                del done
         finally:
             for future in pending:
                 future.cancel()
@@ -138,12 +139,14 @@ class RayExecutor:
                     raise Cancelled(f"cancelled with {len(pending)} of {len(tasks)} tasks unfinished")
                 done, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
                 for ref in done:
+                    position = refs.pop(ref)  # forgotten once handed over: a result may be large
                     try:
-                        yield refs[ref], ray.get(ref)
+                        outcome = ray.get(ref)
                     except ray.exceptions.RayTaskError as error:  # the task raised: its own exception
-                        yield refs[ref], error.as_instanceof_cause()
+                        outcome = error.as_instanceof_cause()
                     except ray.exceptions.RayError as error:  # the worker died, or Ray lost the task
-                        yield refs[ref], error
+                        outcome = error
+                    yield position, outcome
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)

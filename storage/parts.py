@@ -38,11 +38,13 @@ few symbols' histories, so a part reads the batches its range meets; smaller bat
 SAMPLE_STEP: Final = 1_024
 """A piece keeps 16 quantiles of its `available_at`, plus one for every SAMPLE_STEP rows: the publisher places
 the parts' boundaries by them (each standing for its share of the piece's rows)."""
-PART_ROWS: Final = 1 << 20
-"""At most about this many rows per part (~300 MB in memory while it is written): bounds a part task."""
+PART_ROWS: Final = 1 << 19
+"""At most about this many rows per part (~150 MB, twice that while it is sorted and written): bounds a part
+task's memory."""
 PART_PREFIX: Final = "part-"
-MEMORY_ROWS: Final = 1 << 20
-"""Rows of in-memory pieces a writer keeps (~300 MB) before it spills the next ones to files."""
+MEMORY_ROWS: Final = 1 << 19
+"""Rows of in-memory pieces a writer keeps before it spills the next ones to files: about 240 MB, as a
+piece's float columns are views of the engine's output (57 doubles a row), not copies."""
 
 Span = tuple[int, int, int, int, int]
 """A symbol's stored rows: count, first and last `ts`, first and last `available_at` (microseconds)."""
