@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from storage.catalog import RUN_LAYOUT, Catalog, RunInfo, RunNotFound, SymbolStatus, code_version
-from storage.parts import MEMORY_ROWS, Span, Staged, piece, plan_parts, spill, write_part
+from storage.parts import MEMORY_ROWS, Span, Staged, fsync, piece, plan_parts, spill, write_part
 from storage.schema import RUN_SCHEMA, TIMESTAMP
 from vocabulary.features import FEATURES, RATINGS, ROW_META, VOTES
 from vocabulary.spec import BackfillSpec
@@ -123,10 +123,7 @@ class RunWriter:
         if sum(written) != sum(staged.rows for staged in self._staged):
             raise RuntimeError(f"run {self.run_id}: the parts hold {sum(written)} rows, the pieces more")
         shutil.rmtree(self.pieces)
-        for task, rows in zip(tasks, written, strict=True):
-            if rows:
-                _fsync(task.path)
-        _fsync(self.staging)
+        fsync(self.staging)
         statuses = self._merged_statuses(spans)
         final = self.runs_dir / self.run_id
         stored = sorted(spans)
@@ -144,7 +141,7 @@ class RunWriter:
             layout=RUN_LAYOUT,
         )
         os.rename(self.staging, final)
-        _fsync(self.runs_dir)
+        fsync(self.runs_dir)
         try:
             self.catalog.record(run, statuses, {symbol: spans[symbol][3:] for symbol in stored})
         except BaseException:
@@ -405,11 +402,3 @@ def _try_lock(path: Path) -> int | None:
         os.close(descriptor)
         return None
     return descriptor
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
