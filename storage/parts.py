@@ -136,11 +136,12 @@ def spans(table: pa.Table) -> dict[str, Span]:
 
 
 def plan_parts(directory: Path, staged: list[Staged], parallelism: int) -> list[PartTask]:
-    """Cut the staged rows at `available_at` boundaries into at least `parallelism` parts (so every worker
-    writes one) of at most about PART_ROWS rows, placed by the pieces' samples; rows sharing an
+    """Cut the staged rows at `available_at` boundaries into a multiple of `parallelism` parts (so every
+    worker writes as many) of at most about PART_ROWS rows, placed by the pieces' samples; rows sharing an
     `available_at` stay in one part. Ranges without rows get no part."""
     total = sum(piece.rows for piece in staged)
-    count = max(parallelism, math.ceil(total / PART_ROWS), 1)
+    parallelism = max(parallelism, 1)
+    count = parallelism * math.ceil(total / (PART_ROWS * parallelism))  # every worker busy to the end
     values = np.array([value for piece in staged for value in piece.sample], dtype=np.int64)
     weights = np.array([piece.rows / len(piece.sample) for piece in staged for _ in piece.sample])
     order = np.argsort(values, kind="stable")

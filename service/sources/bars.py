@@ -235,11 +235,9 @@ def clean_bars(
     missing = [name for name in BAR_COLUMNS if name not in raw.columns]
     if missing:
         raise OHLCVError(f"bars lack column(s) {', '.join(map(repr, missing))}")
-    ts = pd.DatetimeIndex(raw["ts"])
-    ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
-    if ts.hasnans:
-        raise OHLCVError(f"row {int(np.flatnonzero(ts.isna())[0]) + 1}: missing timestamp")
-    nanos = ts.as_unit("ns").asi8
+    nanos = _utc_nanoseconds(raw["ts"])
+    if (nanos == _NAT).any():
+        raise OHLCVError(f"row {int(np.flatnonzero(nanos == _NAT)[0]) + 1}: missing timestamp")
     values = np.column_stack(
         [raw[name].to_numpy(dtype="float64", na_value=np.nan) for name in BAR_COLUMNS[1:]]
     )
@@ -254,12 +252,14 @@ def clean_bars(
     zero_volume = keep & (values[:, -1] == 0) & (not keep_zero_volume)
     keep &= ~zero_volume
     checked_rows = np.flatnonzero(keep)
-    reasons = _refusals(values[keep])
+    reasons = _refusals(values if len(checked_rows) == len(keep) else values[keep])
     counts = np.bincount(reasons, minlength=len(REFUSAL_REASONS) + 1)[1:]
     refused = {reason: int(count) for reason, count in zip(REFUSAL_REASONS, counts, strict=True) if count}
     codes = [code for code, reason in enumerate(REFUSAL_REASONS, start=1) if reason in refused]
-    firsts = _utc(nanos[checked_rows[[int(np.argmax(reasons == code)) for code in codes]]])
-    first_refused = {REFUSAL_REASONS[code - 1]: first for code, first in zip(codes, firsts, strict=True)}
+    first_refused = {}
+    if codes:
+        firsts = _utc(nanos[checked_rows[[int(np.argmax(reasons == code)) for code in codes]]])
+        first_refused = {REFUSAL_REASONS[code - 1]: first for code, first in zip(codes, firsts, strict=True)}
     keep[checked_rows[reasons > 0]] = False
     cleaned = pd.DataFrame(
         {"ts": _utc(nanos[keep]), **{name: values[keep, k] for k, name in enumerate(BAR_COLUMNS[1:])}}
@@ -283,6 +283,18 @@ def clean_bars(
             report,
         )
     return cleaned, report
+
+
+_NAT = np.iinfo(np.int64).min
+
+
+def _utc_nanoseconds(ts: pd.Series) -> np.ndarray:
+    """Instants as int64 nanoseconds since the epoch, UTC (naive means UTC); NaT stays `_NAT`."""
+    if isinstance(ts.dtype, pd.DatetimeTZDtype) and ts.dtype.unit == "ns":
+        return ts.array.asi8  # already UTC-based: the instants do not depend on the zone shown
+    index = pd.DatetimeIndex(ts)
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    return index.as_unit("ns").asi8
 
 
 def _refusals(values: np.ndarray) -> np.ndarray:
