@@ -88,10 +88,16 @@ def piece(table: pa.Table) -> Staged:
     (a backfill rates a symbol's whole history at once; `RunWriter` checks the rare case of a symbol in
     several pieces)."""
     available = _microseconds(table["available_at"])
+    symbols = spans(table)
+    if table.num_rows < STAGE_BATCH_ROWS * len(symbols):
+        # Histories shorter than a batch: a batch would hold a few whole histories and meet every part's
+        # range. Ordered by available_at, each batch holds a narrow range (long histories already do).
+        order = np.argsort(available, kind="stable")
+        table, available = table.take(order), available[order]
     return Staged(
         source=table,
         rows=table.num_rows,
-        spans=spans(table),
+        spans=symbols,
         batches=tuple(
             (int(batch.min()), int(batch.max()))
             for batch in (
