@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limits=JobLimits(settings.max_queued_jobs, settings.max_audits, settings.max_job_history),
         after_publish=lambda run_id: published(),
         after_job=lambda job: app.state.metrics.job_finished(job),
+        ray_address=settings.ray_address,
     )
     app.state.settings = settings
     app.state.store = store

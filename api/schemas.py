@@ -25,6 +25,7 @@ from service.jobs.store import KINDS, JobStatus
 from vocabulary.errors import InvalidInput
 from vocabulary.features import FEATURES, RATINGS
 from vocabulary.rules import DEFAULT_RULES, MAX_HISTORY_BARS, RULE_SETS
+from vocabulary.spec import EXECUTORS
 from vocabulary.time import INTERVALS, parse_instant, parse_interval
 
 MAX_SYMBOLS = 20_000
@@ -232,6 +233,12 @@ class BackfillIn(BaseModel):
         le=MAX_HISTORY_BARS,
         description="rate each bar from at most this many bars up to it (warm-up included), as the scanner "
         "does intraday; all history when absent",
+    )
+    executor: Literal[EXECUTORS] = Field(  # type: ignore[valid-type]
+        "local",
+        description="where it computes: `local` (the server's cores) or `ray` (the Ray cluster the server "
+        "is configured with, ASOF_RAY_ADDRESS); the run is the same either way, so a request differing only "
+        "here is a duplicate",
     )
 
 

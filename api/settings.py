@@ -45,6 +45,9 @@ class Settings:
     serve_group: str | None = None
     """Set by `asof serve --workers N` for its worker processes (not for operators): a worker that finds the
     writer lock held by its own group serves reads, and takes over jobs if the writer goes."""
+    ray_address: str | None = None
+    """The Ray cluster backfills with `"executor": "ray"` run on (`ray://head:10001`); None starts a local
+    one. The data dir must be on storage every node of the cluster reaches."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Self:

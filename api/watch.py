@@ -72,9 +72,9 @@ class Watch:
                 return
             snapshot = Snapshot(runs, jobs, [])
             missing = [
-                f"run {run.run_id} (dataset {name}): its features file is missing"
+                f"run {run.run_id} (dataset {name}): its features files are missing"
                 for name, run in snapshot.datasets.items()
-                if not run.path.exists() or not all(path.exists() for path in run.files())
+                if not (files := run.files()) or not all(file.is_file() for file in files)
             ]
             self._snapshot = Snapshot(runs, jobs, missing)
 

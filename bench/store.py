@@ -20,9 +20,10 @@ import pandas as pd
 from service.ratings.engine import rate
 from service.sample import SyntheticUniverse
 from service.sources.bars import clean_bars
-from storage.catalog import Catalog, RunInfo
-from storage.read import FeatureStore
-from storage.runs import ROW_GROUP_ROWS, RunWriter
+from storage.catalog import RUN_LAYOUT, Catalog, RunInfo
+from storage.read import FeatureStore, parquet_sql
+from storage.runs import RunWriter
+from storage.schema import ROW_GROUP_ROWS
 from vocabulary.features import RATINGS, ROW_META
 from vocabulary.spec import BackfillSpec
 from vocabulary.time import available_at
@@ -31,7 +32,7 @@ UNIVERSE = SyntheticUniverse(n_symbols=1000, n_bars=2520, seed=0)
 CACHE = Path(tempfile.gettempdir()) / "asof-bench-store"
 SPEC = BackfillSpec(
     lake=f"(bench store: {UNIVERSE.n_symbols} x {UNIVERSE.n_bars} seed {UNIVERSE.seed}, "
-    f"row groups of {ROW_GROUP_ROWS})",
+    f"row groups of {ROW_GROUP_ROWS}, layout {RUN_LAYOUT})",
     interval=UNIVERSE.interval,
 )
 """Names the parameters the cached run was built with, so a cache made with others is rebuilt."""
@@ -79,7 +80,7 @@ def _naive(run: RunInfo) -> Callable[[pd.Timestamp], pd.DataFrame]:
     connection.execute("SET GLOBAL parquet_metadata_cache = true")
     columns = ", ".join(f'"{name}"' for name in (*ROW_META, *RATINGS))
     query = (
-        f"SELECT {columns} FROM read_parquet('{run.path}') WHERE available_at <= $as_of "
+        f"SELECT {columns} FROM {parquet_sql(run.files())} WHERE available_at <= $as_of "
         "QUALIFY row_number() OVER (PARTITION BY symbol ORDER BY available_at DESC) = 1 ORDER BY symbol"
     )
     return lambda as_of: connection.sql(query, params={"as_of": as_of.to_pydatetime()}).df()

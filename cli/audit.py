@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.app import app
 from cli.console import DataDir, existing_data_dir, one_line_errors, progress_bar
+from cli.root import app
 from service.audit.report import AuditReport
 from service.audit.run import audit_run
 from storage.export import summary_dir

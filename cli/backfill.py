@@ -10,7 +10,6 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from cli.app import app
 from cli.console import (
     INTERVALS_HELP,
     DataDir,
@@ -21,7 +20,9 @@ from cli.console import (
     progress_bar,
     symbol_table,
 )
+from cli.root import app
 from service.backfill import BackfillFailed, BackfillResult, HistoricalFeatureBackfill
+from service.chunks import CHUNK_BARS
 from storage.datadir import refuse_if_served
 from vocabulary.rules import DEFAULT_RULES
 from vocabulary.spec import BackfillSpec
@@ -65,7 +66,21 @@ def backfill(
     ] = None,
     rules: Rules = DEFAULT_RULES,
     history_bars: HistoryBars = None,
-    chunk_size: Annotated[int, typer.Option(help="Symbols rated at once; bounds memory.")] = 200,
+    executor: Annotated[
+        str,
+        typer.Option(help="Where to compute: local (this machine's cores) or ray (tasks on a Ray cluster)."),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ASOF_RAY_ADDRESS",
+            help="The Ray cluster of --executor ray (e.g. ray://head:10001); default: a local one. The lake "
+            "and the data dir must be on storage every node reaches.",
+        ),
+    ] = None,
+    chunk_bars: Annotated[
+        int, typer.Option(help="Lake rows one worker rates at once (a whole symbol at least); bounds memory.")
+    ] = CHUNK_BARS,
     data_dir: DataDir = Path("data"),
 ) -> None:
     """Backfill the ratings of a lake into a new run, published only when complete.
@@ -79,6 +94,8 @@ def backfill(
     Example: asof backfill --lake data/lake --candidates data/candidates.json --interval 1d --start 2020-01-01
 
     Example: asof backfill --lake data/lake --interval 1M --from 1d --rules legacy
+
+    Example: asof backfill --lake /shared/lake --interval 1m --executor ray --ray-address ray://head:10001
     """
     with one_line_errors():
         refuse_if_served(
@@ -100,8 +117,9 @@ def backfill(
             from_interval=from_interval,
             rules=rules,
             history_bars=history_bars,
+            executor=executor,
         )
-        job = HistoricalFeatureBackfill(data_dir, spec, chunk_size=chunk_size)
+        job = HistoricalFeatureBackfill(data_dir, spec, chunk_bars=chunk_bars, ray_address=ray_address)
         out = Console(soft_wrap=False)
         try:
             with progress_bar("backfill", "symbols") as progress:

@@ -18,8 +18,8 @@ from backtest.engine import MODES, BacktestResult
 from backtest.optimisers import OPTIMISERS
 from backtest.report import LABELS, write_report
 from backtest.strategy import Strategy
-from cli.app import app
 from cli.console import INTERVALS_HELP, DatasetOption, one_line_errors, progress_bar
+from cli.root import app
 from service.sources.lake import read_candidates, read_returns
 
 

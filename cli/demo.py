@@ -5,9 +5,9 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app
 from cli.console import DataDir, one_line_errors
 from cli.pipeline import pipeline
+from cli.root import app
 from service.sample import SyntheticUniverse
 
 

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app
 from cli.console import DataDir, existing_data_dir, feature_names, one_line_errors
+from cli.root import app
 from storage.export import export_matrix
 from storage.read import FeatureStore
 

@@ -12,8 +12,8 @@ import orjson
 import typer
 
 from api.encode import cross_section_documents, csv_bytes
-from cli.app import app
 from cli.console import DataDir, DatasetOption, existing_data_dir, feature_names, names, one_line_errors
+from cli.root import app
 from storage.read import FeatureStore
 
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app
 from cli.console import DataDir, existing_data_dir, one_line_errors
+from cli.root import app
 from service.jobs.store import ACTIVE, JobStore
 from storage.catalog import Catalog
 from storage.datadir import refuse_if_served

@@ -12,7 +12,6 @@ import typer
 from rich.console import Console
 
 from backtest.strategy import Strategy
-from cli.app import app
 from cli.audit import print_audit
 from cli.backtest import (
     CostBps,
@@ -30,6 +29,7 @@ from cli.backtest import (
     print_summary,
 )
 from cli.console import INTERVALS_HELP, DataDir, one_line_errors, progress_bar, symbol_table
+from cli.root import app
 from service.audit.report import AuditReport
 from service.backfill import BackfillFailed, BackfillResult
 from service.cycle import Progress, alpha_cycle

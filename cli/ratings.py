@@ -8,8 +8,8 @@ from typing import Annotated, NoReturn
 import pandas as pd
 import typer
 
-from cli.app import app
 from cli.console import INTERVALS_HELP, HistoryBars, Rules
+from cli.root import app
 from service.ratings.engine import rate_frame
 from service.sources.bars import CleaningReport, OHLCVError, clean_bars, read_bars
 from service.sources.spacing import spacing_problem

@@ -10,7 +10,7 @@ import uvicorn
 
 from api.app import create_app
 from api.settings import LOOPBACK, Settings
-from cli.app import app
+from cli.root import app
 
 
 @app.command()

@@ -2,36 +2,39 @@
 atomically.
 
 Ratings are computed over all the history the lake holds (warm-up first) and only the requested span is
-stored, so a stored row is exactly what a backfill of the lake cut at that row would have computed. Symbols
-are rated in chunks so memory is bounded by the chunk, not the universe; one bad symbol fails on its own,
-among them a symbol whose bars do not have the lake's interval (`service.sources.spacing`).
+stored, so a stored row is exactly what a backfill of the lake cut at that row would have computed. The
+universe is cut into chunks (`service.chunks`: symbols whose lake rows fit a budget of bars x features, so
+memory is bounded by the chunk, not the universe) that an executor runs in parallel, on this machine's
+cores or on a Ray cluster (`service.executors`); each stages its rows as a piece of the run, and the run's
+parts are then written from the pieces, in parallel too (`storage.parts`). One bad symbol fails on its own,
+among them a symbol whose bars do not have the lake's interval (`service.sources.spacing`); a chunk whose
+worker fails altogether is retried one symbol per task, so that a symbol that kills its worker fails alone.
 """
 
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from itertools import batched
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
-from service.ratings.engine import rate
-from service.sources.bars import CleaningReport, SymbolRefused, clean_bars
+from service.chunks import CHUNK_BARS, Chunk, ChunkResult, failed, plan_chunks, run_chunk
+from service.executors import Cancelled, Executor, executor_for, results
 from service.sources.lake import Lake, read_candidates, read_returns
-from service.sources.resample import resample
-from service.sources.spacing import spacing_problem
 from storage.catalog import RunInfo, SymbolStatus
 from storage.runs import RunWriter
 from vocabulary.errors import AsofError, InvalidInput
-from vocabulary.features import FEATURES, ROW_META
 from vocabulary.spec import BackfillSpec
-from vocabulary.time import available_at, iso, parse_interval
 
 STAGES = ("read", "clean", "compute", "write", "publish")
-"""The stages `BackfillResult.timings` splits the wall time into (seconds)."""
+"""The stages `BackfillResult.timings` splits the work into (seconds): read, clean, compute and write are
+summed over the workers (so on several cores they add up to more than the wall time), publish (the parts,
+the rename and the catalog) is wall time."""
 
 Progress = Callable[[int, int], None]
+
+CHUNKS_PER_WORKER = 4
 
 
 class BackfillCancelled(AsofError):
@@ -69,61 +72,123 @@ def open_lake(data_dir: Path | str, spec: BackfillSpec) -> Lake:
 
 
 class HistoricalFeatureBackfill:
-    """Backfill a lake into a new run of `data_dir` as `spec` says; `chunk_size` symbols are rated at once,
-    which bounds memory."""
+    """Backfill a lake into a new run of `data_dir` as `spec` says. `chunk_bars` lake rows are rated at once
+    per worker, which bounds memory; `ray_address` is the Ray cluster of `spec.executor == "ray"` (None: a
+    local one); `executor` overrides both (tests, benchmarks)."""
 
-    def __init__(self, data_dir: Path | str, spec: BackfillSpec, *, chunk_size: int = 200):
-        if chunk_size < 1:
-            raise InvalidInput(f"must be at least 1, got {chunk_size}", field="chunk_size")
+    def __init__(
+        self,
+        data_dir: Path | str,
+        spec: BackfillSpec,
+        *,
+        chunk_bars: int = CHUNK_BARS,
+        ray_address: str | None = None,
+        executor: Executor | None = None,
+    ):
+        if chunk_bars < 1:
+            raise InvalidInput(f"must be at least 1, got {chunk_bars}", field="chunk_bars")
         self.data_dir = Path(data_dir)
         self.spec = spec
-        self.chunk_size = chunk_size
+        self.chunk_bars = chunk_bars
+        self.ray_address = ray_address
+        self.executor = executor
 
     def run(
         self, *, progress: Progress | None = None, cancelled: Callable[[], bool] | None = None
     ) -> BackfillResult:
-        """Compute, store and publish the run; `progress(done, total)` after each chunk of symbols.
+        """Compute, store and publish the run; `progress(done, total)` as chunks of symbols finish.
 
-        Raises BackfillCancelled when `cancelled()` is true between chunks and BackfillFailed
-        when nothing can be stored; either way the run is aborted and the store is unchanged.
+        Raises BackfillCancelled when `cancelled()` turns true (every task is stopped first) and
+        BackfillFailed when nothing can be stored; either way the run is aborted and the store is unchanged.
         """
         timings = dict.fromkeys(STAGES, 0.0)
         progress = progress or _ignore
+        cancelled = cancelled or _never
         lake = open_lake(self.data_dir, self.spec)
         universe, origin, (start, end) = self._universe(lake)
         if not universe:
             raise InvalidInput(f"the universe is empty: {origin} names no symbols")
+        spec = self.spec
         known = set(lake.symbols())
-        statuses: dict[str, SymbolStatus] = {}
-        with RunWriter(self.data_dir, self.spec) as writer:
-            progress(0, len(universe))
-            for chunk in batched(universe, self.chunk_size):
-                if cancelled is not None and cancelled():
-                    raise BackfillCancelled(f"backfill cancelled after {len(statuses)} symbols")
-                frames, reports = {}, {}
-                for symbol in chunk:
-                    loaded = self._load(lake, symbol, known, origin, timings)
-                    if isinstance(loaded, SymbolStatus):
-                        statuses[symbol] = loaded
-                    else:
-                        frames[symbol], reports[symbol] = loaded
-                with _timed(timings, "compute"):
-                    rows = self._rows(frames, start, end)
-                with _timed(timings, "write"):
-                    if len(rows):
-                        writer.write(rows)
-                    for status in _stored_statuses(reports, rows):
-                        statuses[status.symbol] = status
-                progress(len(statuses), len(universe))
-            ordered = [statuses[symbol] for symbol in universe]
-            for status in ordered:
-                writer.add_status(status)
-            _check_something_stored(ordered, start, end)
-            if cancelled is not None and cancelled():
-                raise BackfillCancelled("backfill cancelled before publishing")
-            with _timed(timings, "publish"):
-                run = writer.publish()
+        statuses = {
+            symbol: failed(symbol, f"not found in lake {spec.lake} (named by {origin})")
+            for symbol in universe
+            if symbol not in known
+        }
+        present = [symbol for symbol in universe if symbol in known]
+        executor = self.executor or executor_for(spec.executor, self.ray_address)
+        try:
+            with RunWriter(self.data_dir, spec) as writer:
+                progress(0, len(universe))
+                chunks = [
+                    Chunk(
+                        spec,
+                        start,
+                        end,
+                        lake.path,
+                        lake.inside,
+                        symbols,
+                        writer.pieces,
+                        f"chunk-{k:06d}",
+                        in_memory=executor.shares_memory,
+                    )
+                    for k, symbols in enumerate(self._plan(lake, present, executor.parallelism))
+                ]
+                for chunk_result in self._rate(executor, chunks, cancelled):
+                    statuses |= {status.symbol: status for status in chunk_result.statuses}
+                    if chunk_result.staged is not None:
+                        writer.add_staged(chunk_result.staged)
+                    for stage, seconds in chunk_result.timings.items():
+                        timings[stage] += seconds
+                    progress(len(statuses), len(universe))
+                ordered = [statuses[symbol] for symbol in universe]
+                for status in ordered:
+                    writer.add_status(status)
+                _check_something_stored(ordered, start, end)
+                if cancelled():
+                    raise BackfillCancelled("backfill cancelled before publishing")
+                with _timed(timings, "publish"):
+                    run = writer.publish(
+                        lambda function, tasks: results(executor, function, tasks, cancelled),
+                        executor.parallelism,
+                    )
+        except Cancelled as error:
+            raise BackfillCancelled(f"backfill cancelled: {error}") from None
+        finally:
+            if self.executor is None:
+                executor.close()
         return BackfillResult(run=run, statuses=ordered, timings=timings)
+
+    def _plan(self, lake: Lake, symbols: list[str], parallelism: int) -> list[tuple[str, ...]]:
+        """The chunks: at most `chunk_bars` lake rows each, and at least CHUNKS_PER_WORKER per worker when the
+        universe allows, so that one worker's reading and cleaning (which hold the GIL) overlap another's
+        rating (which does not), and the workers finish together."""
+        rows = lake.rows(symbols)
+        budget = min(self.chunk_bars, max(1, sum(rows.values()) // (CHUNKS_PER_WORKER * parallelism)))
+        return plan_chunks(symbols, rows, budget)
+
+    def _rate(
+        self, executor: Executor, chunks: list[Chunk], cancelled: Callable[[], bool]
+    ) -> Iterator[ChunkResult]:
+        """Every chunk's result as it finishes; a chunk whose task failed as a whole (its worker died) is
+        run again one symbol per task, and a symbol that fails alone too fails with the reason."""
+        retried: list[Chunk] = []
+        for position, outcome in executor.as_completed(run_chunk, chunks, cancelled):
+            if isinstance(outcome, BaseException):
+                chunk = chunks[position]
+                retried += [
+                    replace(chunk, symbols=(symbol,), name=f"{chunk.name}-{k:06d}")
+                    for k, symbol in enumerate(chunk.symbols)
+                ]
+            else:
+                yield outcome
+        for position, outcome in executor.as_completed(run_chunk, retried, cancelled):
+            if isinstance(outcome, BaseException):
+                (symbol,) = retried[position].symbols
+                reason = f"the worker rating it failed: {type(outcome).__name__}: {outcome}"
+                yield ChunkResult([failed(symbol, reason)], None)
+            else:
+                yield outcome
 
     def _universe(self, lake: Lake) -> tuple[list[str], str, tuple[pd.Timestamp | None, pd.Timestamp | None]]:
         """The symbols to backfill (deduplicated, in order), where they came from, and the stored span."""
@@ -145,117 +210,6 @@ class HistoricalFeatureBackfill:
         else:
             symbols, origin = lake.symbols(), f"lake {spec.lake}"
         return list(dict.fromkeys(symbols)), origin, (start, end)
-
-    def _load(
-        self, lake: Lake, symbol: str, known: set[str], origin: str, timings: dict[str, float]
-    ) -> tuple[pd.DataFrame, CleaningReport] | SymbolStatus:
-        """The symbol's bars at the run's interval (cleaned, then resampled when the lake is finer) and its
-        cleaning report (about the lake's rows), or its failed status saying why there are none."""
-        spec = self.spec
-        if symbol not in known:
-            return _failed(symbol, f"not found in lake {spec.lake} (named by {origin})")
-        try:
-            with _timed(timings, "read"):
-                raw = lake.read(symbol)
-            with _timed(timings, "clean"):
-                bars, report = clean_bars(raw, keep_zero_volume=spec.keep_zero_volume)
-                problem = spacing_problem(raw["ts"], lake.interval)
-        except SymbolRefused as error:
-            return _failed(symbol, str(error), error.report)
-        except (ValueError, OSError) as error:  # OHLCVError, and anything else a broken file raises
-            return _failed(symbol, str(error) or type(error).__name__)
-        if problem is not None:
-            return _failed(symbol, problem, report)
-        if bars.empty:
-            return _failed(symbol, "no bars left after cleaning", report)
-        if spec.from_interval is not None:
-            # The lake's coverage: its newest row, or `end` when that says the data is complete further.
-            newest = raw["ts"].max()
-            covered = newest if spec.end is None else max(newest, spec.end)
-            with _timed(timings, "clean"):
-                bars = resample(bars, parse_interval(spec.interval), complete_until=covered)
-            if bars.empty:
-                return _failed(
-                    symbol,
-                    f"no complete {spec.interval} period: the newest {spec.from_interval} bar opens at "
-                    f"{iso(newest)}, before the first period ends (an `end` past it says the data is "
-                    "complete)",
-                    report,
-                )
-        return bars, report
-
-    def _rows(
-        self, frames: dict[str, pd.DataFrame], start: pd.Timestamp | None, end: pd.Timestamp | None
-    ) -> pd.DataFrame:
-        """Rate the chunk's bars under the spec's rules, keep those in `[start, end]`, and stamp their
-        `available_at`. With `history_bars` N a stored row reads only the N bars up to it, so bars before
-        that (and after `end`) are not rated at all: each rated bar costs N bars of work."""
-        if not frames:
-            return pd.DataFrame(columns=[*ROW_META, *FEATURES])
-        history_bars = self.spec.history_bars
-        if history_bars is not None:
-            frames = {symbol: _bars_needed(bars, start, end, history_bars) for symbol, bars in frames.items()}
-        rated = rate(frames, rules=self.spec.rules, history_bars=history_bars)
-        keep = pd.Series(True, index=rated.index)
-        if start is not None:
-            keep &= rated["ts"] >= start
-        if end is not None:
-            keep &= rated["ts"] <= end
-        rows = rated[keep].reset_index(drop=True)
-        rows.insert(2, "available_at", available_at(rows["ts"], self.spec.interval, self.spec.lag))
-        return rows[[*ROW_META, *FEATURES]]
-
-
-def _bars_needed(
-    bars: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None, history_bars: int
-) -> pd.DataFrame:
-    """The bars the stored rows of `[start, end]` read when each is rated from its last `history_bars`."""
-    first = 0 if start is None else max(0, int(bars["ts"].searchsorted(start)) - history_bars + 1)
-    last = len(bars) if end is None else int(bars["ts"].searchsorted(end, side="right"))
-    return bars.iloc[first:last]
-
-
-def _stored_statuses(reports: dict[str, CleaningReport], rows: pd.DataFrame) -> Iterator[SymbolStatus]:
-    """One ok status per rated symbol, with the count and span of the rows it stored."""
-    stored = rows.groupby("symbol")["ts"].agg(["size", "min", "max"])
-    for symbol, report in reports.items():
-        count = int(stored.at[symbol, "size"]) if symbol in stored.index else 0
-        yield SymbolStatus(
-            symbol=symbol,
-            ok=True,
-            reason=None,
-            rows=count,
-            first_ts=stored.at[symbol, "min"] if count else None,
-            last_ts=stored.at[symbol, "max"] if count else None,
-            **_counts(report),
-        )
-
-
-def _failed(symbol: str, reason: str, report: CleaningReport | None = None) -> SymbolStatus:
-    return SymbolStatus(
-        symbol=symbol, ok=False, reason=reason, rows=0, first_ts=None, last_ts=None, **_counts(report)
-    )
-
-
-def _counts(report: CleaningReport | None) -> dict:
-    """The cleaning counts a SymbolStatus carries (zeros when the symbol never got as far as cleaning)."""
-    if report is None:
-        return {
-            "rows_in": 0,
-            "duplicates": 0,
-            "unsorted": 0,
-            "zero_volume": 0,
-            "refused": 0,
-            "refused_reasons": {},
-        }
-    return {
-        "rows_in": report.rows_in,
-        "duplicates": report.duplicates,
-        "unsorted": report.unsorted,
-        "zero_volume": report.zero_volume,
-        "refused": report.refused,
-        "refused_reasons": dict(report.refused_reasons),
-    }
 
 
 def _check_something_stored(
@@ -279,6 +233,11 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
         yield
     finally:
         timings[stage] += time.perf_counter() - began
+
+
+def _never() -> bool:
+    """The cancellation callback when the caller gives none."""
+    return False
 
 
 def _ignore(done: int, total: int) -> None:

@@ -27,7 +27,9 @@ from typing import Final
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
+from storage.parts import PART_PREFIX
 from vocabulary.errors import InvalidInput, NotFound, Unavailable
 from vocabulary.spec import BackfillSpec
 
@@ -38,8 +40,11 @@ FORMAT_VERSION: Final = 4
 """1: the first release. 2: a `format` table; runs record their whole BackfillSpec and their layout; jobs
 have a kind. 3: runs belong to a dataset. 4: a job records that its cancel was asked for (any server
 process may ask; the one that runs the job acts on it)."""
-RUN_LAYOUT: Final = 1
-"""How a run's files are laid out. 1: one `features.parquet` sorted by (available_at, symbol)."""
+RUN_LAYOUT: Final = 2
+"""How a run's files are laid out. 1: one `features.parquet` sorted by (available_at, symbol); `path` is the
+file. 2: `part-NNNNN.parquet` files in the run's folder (`path`), each a range of available_at sorted by
+(available_at, symbol), so that read in name order they are the layout-1 sequence (`storage.parts`). Every
+layout ever written stays readable."""
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +178,11 @@ class RunInfo:
         return self.spec.interval
 
     def files(self) -> list[Path]:
-        """Every file the run reads from (layout 1: its one Parquet file)."""
-        return [self.path]
+        """Every file the run reads from, in (available_at, symbol) order: layout 1 its one Parquet file,
+        layout 2 its parts."""
+        if self.layout == 1:
+            return [self.path]
+        return sorted(self.path.glob(f"{PART_PREFIX}*.parquet"))
 
     @property
     def lag(self) -> pd.Timedelta:
@@ -332,10 +340,10 @@ class Catalog:
                         run.spec.dataset,
                     ],
                 )
-                connection.executemany(
-                    "INSERT INTO symbol_status VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [_status_record(run.run_id, status, available.get(status.symbol)) for status in statuses],
+                records = _status_table(  # noqa: F841 (DuckDB reads the local by its name)
+                    [_status_record(run.run_id, status, available.get(status.symbol)) for status in statuses]
                 )
+                connection.execute("INSERT INTO symbol_status SELECT * FROM records")
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -434,7 +442,7 @@ def _migrate_1_to_2(connection: duckdb.DuckDBPyConnection, tables: set[str]) -> 
     """Runs record their whole spec (interval and lag join the other parameters) and their layout; jobs get
     a kind (every job of format 1 was a backfill); the format table appears."""
     connection.execute("CREATE TABLE format (version INTEGER NOT NULL); INSERT INTO format VALUES (1)")
-    connection.execute(f"ALTER TABLE runs ADD COLUMN layout INTEGER DEFAULT {RUN_LAYOUT}")
+    connection.execute("ALTER TABLE runs ADD COLUMN layout INTEGER DEFAULT 1")
     rows = connection.execute("SELECT run_id, interval, lag_us, params FROM runs").fetchall()
     for run_id, interval, lag_us, params in rows:
         recorded = json.loads(params)
@@ -539,6 +547,31 @@ def _status_record(
         first_available,
         last_available,
     ]
+
+
+_STATUS_SCHEMA: Final = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("symbol", pa.string()),
+        ("ok", pa.bool_()),
+        ("reason", pa.string()),
+        *(
+            (name, pa.int64())
+            for name in ("rows_in", "n_rows", "duplicates", "unsorted", "zero_volume", "refused")
+        ),
+        ("refused_reasons", pa.string()),
+        *((name, pa.timestamp("us", tz="UTC")) for name in ("first_ts", "last_ts", "first_av", "last_av")),
+    ]
+)
+
+
+def _status_table(records: list[list]) -> pa.Table:
+    """Status records as one Arrow table: one INSERT of thousands of rows instead of one per row."""
+    columns = list(zip(*records, strict=True)) if records else [[] for _ in _STATUS_SCHEMA]
+    return pa.table(
+        [pa.array(column, field.type) for column, field in zip(columns, _STATUS_SCHEMA, strict=True)],
+        schema=_STATUS_SCHEMA,
+    )
 
 
 def _instant(value: datetime | None) -> pd.Timestamp | None:

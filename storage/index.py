@@ -80,7 +80,8 @@ class RunIndex:
 
     def __init__(self, run: RunInfo, *, max_cells: int = MAX_CELLS) -> None:
         self.run = run
-        table = pq.read_table(run.path, columns=list(_META))
+        self._files = run.files()
+        table = self._read(list(_META))
         codes = symbol_codes(run, table["symbol"])
         available = microseconds(table["available_at"])
         self._order = np.lexsort((available, codes))
@@ -134,13 +135,17 @@ class RunIndex:
             features={name: self._column(name)[positions] for name in features},
         )
 
+    def _read(self, columns: list[str]) -> pa.Table:
+        """Columns of every file of the run, in the run's order (the base columns' order, always)."""
+        return pa.concat_tables([pq.read_table(file, columns=columns) for file in self._files])
+
     def _column(self, name: str) -> Column:
         column = self._columns.get(name)
         if column is None:
             with self._lock:
                 column = self._columns.get(name)
                 if column is None:
-                    stored = pq.read_table(self.run.path, columns=[name])[name]
+                    stored = self._read([name])[name]
                     column = self._columns[name] = column_values(stored)[self._order]
         return column
 

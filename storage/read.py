@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from storage.catalog import Catalog, NoRunError, RunInfo, SymbolNotFound
 from storage.index import MemoryIndex, Rows, column_values, microseconds, symbol_codes
@@ -149,6 +150,7 @@ class ParquetSource:
         self._database.execute("SET GLOBAL parquet_metadata_cache = true")
         self._local = threading.local()
         self._symbols: dict[str, pa.Array] = {}
+        self._files: dict[str, list[tuple[Path, int, int]]] = {}
 
     def section(
         self, run: RunInfo, codes: np.ndarray, features: list[str], *, until: int, fresh_from: int
@@ -156,7 +158,8 @@ class ParquetSource:
         """Every row in [fresh_from, until]: `point_in_time` picks each symbol's newest (cheaper than asking
         DuckDB to, which plans an aggregate per column)."""
         window = "available_at BETWEEN $fresh_from AND $until"
-        query = f"SELECT {_columns(features)} FROM {_parquet(run)} WHERE {window}"
+        files = self._spanning(run, fresh_from, until)
+        query = f"SELECT {_columns(features)} FROM {parquet_sql(files)} WHERE {window}"
         parameters = {"fresh_from": _datetime(fresh_from), "until": _datetime(until)}
         return self._rows(run, query, parameters, features)
 
@@ -164,7 +167,7 @@ class ParquetSource:
         self, run: RunInfo, code: int, features: list[str], *, until: int, first: int, last: int
     ) -> Rows:
         query = (
-            f"SELECT {_columns(features)} FROM {_parquet(run)} WHERE symbol = $symbol "
+            f"SELECT {_columns(features)} FROM {parquet_sql(run.files())} WHERE symbol = $symbol "
             "AND available_at <= $until AND ts BETWEEN $first AND $last ORDER BY available_at"
         )
         parameters = {
@@ -174,6 +177,16 @@ class ParquetSource:
             "last": _datetime(last),
         }
         return self._rows(run, query, parameters, features)
+
+    def _spanning(self, run: RunInfo, low: int, high: int) -> list[Path]:
+        """The run's files holding rows with available_at in [low, high] (microseconds), from their
+        footers, read once per run: a layout-2 run's parts each hold one range, and DuckDB opening only the
+        one or two that matter is what keeps a many-part run as fast as one file."""
+        spans = self._files.get(run.run_id)
+        if spans is None:
+            spans = self._files[run.run_id] = [(file, *_available_span(file)) for file in run.files()]
+        chosen = [file for file, first, last in spans if first <= high and last >= low]
+        return chosen or [spans[0][0]]
 
     def _rows(self, run: RunInfo, query: str, parameters: dict, features: list[str]) -> Rows:
         cursor = getattr(self._local, "cursor", None)
@@ -447,5 +460,22 @@ def _columns(features: list[str]) -> str:
     return ", ".join(f'"{name}"' for name in ("symbol", "ts", "available_at", "bars", "warm", *features))
 
 
-def _parquet(run: RunInfo) -> str:
-    return "read_parquet('{}')".format(str(run.path).replace("'", "''"))
+def parquet_sql(files: list[Path]) -> str:
+    """Parquet files as a DuckDB table expression."""
+    quoted = ", ".join("'{}'".format(str(file).replace("'", "''")) for file in files)
+    return f"read_parquet([{quoted}])"
+
+
+def _available_span(file: Path) -> tuple[int, int]:
+    """The first and last available_at (microseconds) in a run file, from its row groups' statistics."""
+    metadata = pq.read_metadata(file)
+    column = metadata.schema.to_arrow_schema().get_field_index("available_at")
+    groups = [metadata.row_group(k).column(column).statistics for k in range(metadata.num_row_groups)]
+    known = [stats for stats in groups if stats is not None and stats.has_min_max]
+    if len(known) < len(groups) or not known:
+        return int(_INT64.min), int(_INT64.max)  # without statistics, the file may hold any instant
+    return min(_micros(stats.min) for stats in known), max(_micros(stats.max) for stats in known)
+
+
+def _micros(instant: datetime | int) -> int:
+    return instant if isinstance(instant, int) else (instant - _EPOCH) // timedelta(microseconds=1)

@@ -1,56 +1,46 @@
-"""Writing a run: chunks staged as Parquet, then one sorted file published atomically.
+"""Writing a run: rows staged in pieces, then cut into time-ordered parts and published atomically.
 
 A run is built in `runs/.staging-<run_id>/`, held by an exclusive `flock` on `runs/.staging-<run_id>.lock`
-for the writer's lifetime. `publish()` sorts every chunk by (available_at, symbol) into one
-`features.parquet` (so an as-of read touches only the row groups near T), fsyncs it, renames the directory
-to `runs/<run_id>/`, and only then commits the catalog rows: until that commit nothing is visible, and a
-failure or a kill at any point leaves a directory the next writer sweeps (its lock is free once the process
-is gone). Publishing never touches another run.
+for the writer's lifetime. Rows arrive as pieces (`storage.parts`): staged by `write()` here, or by the
+threads and Ray workers of a backfill straight into `staging/pieces/` and handed over with `add_staged()`.
+`publish()` writes the parts (each a range of `available_at`, sorted by (available_at, symbol), so an as-of
+read touches only the row groups near T), in parallel when given a way to run tasks, fsyncs them, renames
+the directory to `runs/<run_id>/`, and only then commits the catalog rows: until that commit nothing is
+visible, and a failure or a kill at any point leaves a directory the next writer sweeps (its lock is free
+once the process is gone). Publishing never touches another run.
 """
 
 import fcntl
 import os
 import secrets
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
-from storage.catalog import Catalog, RunInfo, RunNotFound, SymbolStatus, code_version
+from storage.catalog import RUN_LAYOUT, Catalog, RunInfo, RunNotFound, SymbolStatus, code_version
+from storage.parts import MEMORY_ROWS, Span, Staged, fsync, piece, plan_parts, spill, write_part
+from storage.schema import RUN_SCHEMA, TIMESTAMP
 from vocabulary.features import FEATURES, RATINGS, ROW_META, VOTES
 from vocabulary.spec import BackfillSpec
 from vocabulary.time import available_at
 
 RUNS_DIR: Final = "runs"
-FEATURES_FILE: Final = "features.parquet"
+PIECES_DIR: Final = "pieces"
 STAGING_PREFIX: Final = ".staging-"
 LOCK_SUFFIX: Final = ".lock"
-ROW_GROUP_ROWS: Final = 32_768
-"""About a month of a 1000-symbol daily universe: a cross-section with the default staleness window reads
-one or two row groups, and the file keeps few enough groups for DuckDB to plan a query in well under 1 ms."""
-
-TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
-RUN_SCHEMA: Final = pa.schema(
-    [
-        ("symbol", pa.string()),
-        ("ts", TIMESTAMP),
-        ("available_at", TIMESTAMP),
-        ("bars", pa.int64()),
-        ("warm", pa.bool_()),
-        *((name, pa.int8() if name in VOTES else pa.float64()) for name in FEATURES),
-    ]
-)
-"""The columns of `features.parquet`, in order: votes TINYINT (NULL = not counted), the rest DOUBLE."""
 
 _NOT_NULL: Final = ROW_META
-_VOTE_VALUES: Final = (-1.0, 0.0, 1.0)
+
+RunTasks = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+"""Runs `function` on every task, maybe in parallel, and returns the results in the tasks' order."""
 
 
 def new_run_id(created_at: pd.Timestamp) -> str:
@@ -77,8 +67,10 @@ class RunWriter:
         if self._lock is None:
             raise RuntimeError(f"run {self.run_id} is already being written")
         self.staging = self.runs_dir / f"{STAGING_PREFIX}{self.run_id}"
-        self.staging.mkdir()
-        self._chunks = 0
+        self.pieces = self.staging / PIECES_DIR
+        """Where pieces are staged (`storage.parts.stage_table`); a Ray worker must reach it too."""
+        self.pieces.mkdir(parents=True)
+        self._staged: list[Staged] = []
         self._statuses: dict[str, SymbolStatus] = {}
         self._published: RunInfo | None = None
 
@@ -95,12 +87,21 @@ class RunWriter:
         """Stage a chunk: engine output plus `available_at`, any subset of symbols. A ValueError names the
         column, row and value of anything the point-in-time rule could not trust."""
         self._check_open()
-        table = _to_table(rows, self.spec)
+        table = to_table(rows, self.spec)
         if table.num_rows:
-            # Dictionary-encoding float columns costs 5x the write time for staging files read once.
-            chunk = self.staging / f"chunk-{self._chunks:06d}.parquet"
-            pq.write_table(table, chunk, compression="zstd", use_dictionary=["symbol"])
-            self._chunks += 1
+            self.add_staged(piece(table))
+
+    def add_staged(self, staged: Staged) -> None:
+        """Take a piece into the run: a file staged in `self.pieces` (by a worker), or a table, kept in
+        memory while the pieces held there stay under MEMORY_ROWS rows, else spilled to a file."""
+        self._check_open()
+        if not staged.rows:
+            return
+        if isinstance(staged.source, pa.Table):
+            held = sum(other.rows for other in self._staged if isinstance(other.source, pa.Table))
+            if held + staged.rows > MEMORY_ROWS:
+                staged = spill(staged, self.pieces / f"spilled-{len(self._staged):06d}.arrow")
+        self._staged.append(staged)
 
     def add_status(self, status: SymbolStatus) -> None:
         """Record how a symbol fared; a symbol with rows but no status is recorded as ok."""
@@ -109,12 +110,20 @@ class RunWriter:
             raise ValueError(f"run {self.run_id}: status of {status.symbol!r} given twice")
         self._statuses[status.symbol] = status
 
-    def publish(self) -> RunInfo:
-        """Sort, fsync, rename into place, then commit the catalog rows: visible from that commit on."""
+    def publish(self, run_tasks: RunTasks | None = None, parallelism: int = 1) -> RunInfo:
+        """Write the parts, fsync, rename into place, then commit the catalog rows: visible from that commit
+        on. `run_tasks(function, tasks)` runs the part writers (default: one after another, here) and
+        returns their results in order; `parallelism` is how many it runs at once."""
         self._check_open()
-        if not self._chunks:
+        if not self._staged:
             raise ValueError(f"run {self.run_id}: nothing to publish, no rows were written")
-        spans = self._build()
+        spans = self._spans()
+        tasks = plan_parts(self.staging, self._staged, parallelism)
+        written = (run_tasks or _one_by_one)(write_part, tasks)
+        if sum(written) != sum(staged.rows for staged in self._staged):
+            raise RuntimeError(f"run {self.run_id}: the parts hold {sum(written)} rows, the pieces more")
+        shutil.rmtree(self.pieces)
+        fsync(self.staging)
         statuses = self._merged_statuses(spans)
         final = self.runs_dir / self.run_id
         stored = sorted(spans)
@@ -128,10 +137,11 @@ class RunWriter:
             end=max(spans[symbol][2] for symbol in stored),
             rows=sum(spans[symbol][0] for symbol in stored),
             features=list(FEATURES),
-            path=final / FEATURES_FILE,
+            path=final,
+            layout=RUN_LAYOUT,
         )
         os.rename(self.staging, final)
-        _fsync(self.runs_dir)
+        fsync(self.runs_dir)
         try:
             self.catalog.record(run, statuses, {symbol: spans[symbol][3:] for symbol in stored})
         except BaseException:
@@ -142,35 +152,35 @@ class RunWriter:
         self._published = run
         return run
 
-    def _build(self) -> dict[str, tuple]:
-        """Sort the chunks into `features.parquet`; per stored symbol: rows, first/last ts, available_at."""
-        chunks = f"read_parquet('{_sql_path(self.staging)}/chunk-*.parquet')"
-        target = self.staging / FEATURES_FILE
-        with duckdb.connect() as db:
-            db.execute(f"SET temp_directory = '{_sql_path(self.staging / '.spill')}'")
-            duplicate = db.execute(
-                f"SELECT symbol, ts FROM {chunks} GROUP BY symbol, ts HAVING count(*) > 1 LIMIT 1"
-            ).fetchone()
-            if duplicate is not None:
-                symbol, ts = duplicate
-                raise ValueError(f"run {self.run_id}: symbol {symbol!r} has more than one row at ts {ts}")
-            db.execute(
-                f"COPY (SELECT * FROM {chunks} ORDER BY available_at, symbol) TO '{_sql_path(target)}' "
-                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
-            )
-            spans = db.execute(
-                "SELECT symbol, count(*), min(ts), max(ts), min(available_at), max(available_at) "
-                f"FROM read_parquet('{_sql_path(target)}') GROUP BY symbol ORDER BY symbol"
-            ).fetchall()
-        shutil.rmtree(self.staging / ".spill", ignore_errors=True)
-        for chunk in self.staging.glob("chunk-*.parquet"):
-            chunk.unlink()
-        _fsync(target)
-        _fsync(self.staging)
+    def _spans(self) -> dict[str, tuple]:
+        """Per stored symbol: rows, first/last ts, first/last available_at; a ValueError naming the first
+        repeated (symbol, ts) when a symbol's rows came in several pieces and overlap."""
+        merged: dict[str, list[Span]] = {}
+        for staged in self._staged:
+            for symbol, span in staged.spans.items():
+                merged.setdefault(symbol, []).append(span)
+        for symbol, parts in merged.items():
+            if len(parts) > 1:
+                self._check_no_repeats(symbol)
         return {
-            symbol: (count, *(pd.Timestamp(instant).tz_convert("UTC") for instant in instants))
-            for symbol, count, *instants in spans
+            symbol: (
+                sum(span[0] for span in parts),
+                *(
+                    _instant(pick(span[k] for span in parts))
+                    for k, pick in ((1, min), (2, max), (3, min), (4, max))
+                ),
+            )
+            for symbol, parts in merged.items()
         }
+
+    def _check_no_repeats(self, symbol: str) -> None:
+        ts = np.concatenate(
+            [_symbol_ts(staged.source, symbol) for staged in self._staged if symbol in staged.spans]
+        )
+        values, counts = np.unique(ts, return_counts=True)
+        if (counts > 1).any():
+            repeated = _instant(int(values[np.argmax(counts > 1)]))
+            raise ValueError(f"run {self.run_id}: symbol {symbol!r} has more than one row at ts {repeated}")
 
     def _merged_statuses(self, spans: dict[str, tuple]) -> list[SymbolStatus]:
         """The statuses given, with rows and first/last ts taken from what was actually stored."""
@@ -246,8 +256,10 @@ def sweep_abandoned(runs_dir: Path, catalog: Catalog) -> list[str]:
     return swept
 
 
-def _to_table(rows: pd.DataFrame, spec: BackfillSpec) -> pa.Table:
-    """Check a chunk against the run's contract and convert it to RUN_SCHEMA."""
+def to_table(rows: pd.DataFrame, spec: BackfillSpec) -> pa.Table:
+    """Check rows (engine output plus `available_at`, any subset of symbols) against the run's contract and
+    convert them to RUN_SCHEMA; a ValueError names the column, row and value of anything the point-in-time
+    rule could not trust."""
     if not isinstance(rows, pd.DataFrame):
         raise TypeError(f"rows must be a pandas DataFrame, not {type(rows).__name__}")
     expected = RUN_SCHEMA.names
@@ -264,45 +276,101 @@ def _to_table(rows: pd.DataFrame, spec: BackfillSpec) -> pa.Table:
         raise ValueError(f"rows: column {rows.columns[rows.columns.duplicated()][0]!r} appears twice")
     rows = rows.reset_index(drop=True)
     for name in _NOT_NULL:
-        _refuse(rows, name, rows[name].isna(), "is missing")
+        _refuse(rows, name, rows[name].isna().to_numpy(), "is missing")
+    nanoseconds = {}
     for name in ("ts", "available_at"):
         dtype = rows[name].dtype
         if not isinstance(dtype, pd.DatetimeTZDtype) or str(dtype.tz) != "UTC":
             raise ValueError(f"rows: column {name!r} must be datetime64 in UTC, not {dtype}")
-        _refuse(rows, name, rows[name] != rows[name].dt.floor("us"), "is not a whole microsecond")
+        nanoseconds[name] = rows[name].array.as_unit("ns").asi8
+        _refuse(rows, name, nanoseconds[name] % 1000 != 0, "is not a whole microsecond")
+    formula = available_at(rows["ts"], spec.interval, spec.lag).array.as_unit("ns").asi8
     _refuse(
         rows,
         "available_at",
-        rows["available_at"] != available_at(rows["ts"], spec.interval, spec.lag),
+        nanoseconds["available_at"] != formula,
         f"is not ts + interval + lag ({spec.interval} + {spec.lag})",
     )
     for name, kind in (("bars", "integer"), ("warm", "boolean")):
         checker = pd.api.types.is_integer_dtype if kind == "integer" else pd.api.types.is_bool_dtype
         if not checker(rows[name].dtype):
             raise ValueError(f"rows: column {name!r} must be {kind}, not {rows[name].dtype}")
-    _refuse(rows, "bars", rows["bars"] < 1, "is not a positive count of bars")
+    _refuse(rows, "bars", rows["bars"].to_numpy() < 1, "is not a positive count of bars")
+    values = {}
     for name in FEATURES:
-        if not pd.api.types.is_numeric_dtype(rows[name].dtype) or pd.api.types.is_bool_dtype(
-            rows[name].dtype
-        ):
-            raise ValueError(f"rows: column {name!r} must be numeric, not {rows[name].dtype}")
-    for name in VOTES:
-        _refuse(
-            rows, name, rows[name].notna() & ~rows[name].isin(_VOTE_VALUES), "is not a vote (-1, 0, 1 or NaN)"
-        )
-    for name in RATINGS:
-        _refuse(rows, name, rows[name].abs() > 1, "is outside [-1, 1]")
-    duplicated = rows.duplicated(["symbol", "ts"])
-    _refuse(rows, "ts", duplicated, "repeats an earlier row of the same symbol")
-    frame = rows[expected].astype(
-        {"ts": "datetime64[us, UTC]", "available_at": "datetime64[us, UTC]", **dict.fromkeys(VOTES, "Int8")}
-    )
-    return pa.Table.from_pandas(frame, schema=RUN_SCHEMA, preserve_index=False)
+        dtype = rows[name].dtype
+        if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            raise ValueError(f"rows: column {name!r} must be numeric, not {dtype}")
+        column = rows[name]
+        # A float64 column is read in place (the engine's output is never copied here); others convert.
+        plain = column.dtype == np.float64
+        values[name] = column.to_numpy() if plain else column.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        for name in VOTES:
+            vote = values[name]
+            bad = ~np.isnan(vote) & (vote != -1) & (vote != 0) & (vote != 1)
+            _refuse(rows, name, bad, "is not a vote (-1, 0, 1 or NaN)")
+        for name in RATINGS:
+            _refuse(rows, name, np.abs(values[name]) > 1, "is outside [-1, 1]")
+    symbols = _strings(rows["symbol"])
+    _refuse(rows, "ts", _repeats(symbols, nanoseconds["ts"]), "repeats an earlier row of the same symbol")
+    columns = {
+        "symbol": symbols,
+        "ts": pa.array(nanoseconds["ts"] // 1000).cast(TIMESTAMP),
+        "available_at": pa.array(nanoseconds["available_at"] // 1000).cast(TIMESTAMP),
+        "bars": pa.array(rows["bars"].to_numpy(dtype=np.int64)),
+        "warm": pa.array(rows["warm"].to_numpy(dtype=bool)),
+    }
+    for name in FEATURES:
+        missing_value = np.isnan(values[name])
+        if name in VOTES:
+            columns[name] = pa.array(
+                np.where(missing_value, 0, values[name]).astype(np.int8), mask=missing_value
+            )
+        else:
+            columns[name] = pa.array(values[name], mask=missing_value)
+    return pa.Table.from_pydict(columns, schema=RUN_SCHEMA)
 
 
-def _refuse(rows: pd.DataFrame, column: str, bad: pd.Series, problem: str) -> None:
+def _strings(column: pd.Series) -> pa.Array:
+    """A text column as an Arrow string array (zero-copy from the engine's Arrow-backed strings)."""
+    values = pa.array(column.array)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values.cast(pa.string())
+
+
+def _repeats(symbols: pa.Array, ts: np.ndarray) -> np.ndarray:
+    """Rows whose (symbol, ts) an earlier row has."""
+    codes = pc.dictionary_encode(symbols).indices.to_numpy(zero_copy_only=False)
+    order = np.lexsort((ts, codes))
+    same = (codes[order][1:] == codes[order][:-1]) & (ts[order][1:] == ts[order][:-1])
+    repeated = np.zeros(len(ts), dtype=bool)
+    repeated[order[1:][same]] = True
+    return repeated
+
+
+def _symbol_ts(source: Path | pa.Table, symbol: str) -> np.ndarray:
+    """The `ts` (microseconds) of a symbol's rows in a staged piece."""
+    if isinstance(source, pa.Table):
+        table = source
+    else:
+        with pa.OSFile(str(source), "rb") as file:
+            table = pa.ipc.open_file(file).read_all().select(["symbol", "ts"])
+    return pc.filter(table["ts"], pc.equal(table["symbol"], symbol)).cast(pa.int64()).to_numpy()
+
+
+def _one_by_one(function: Callable[[Any], Any], tasks: Sequence[Any]) -> list[Any]:
+    return [function(task) for task in tasks]
+
+
+def _instant(microseconds: int) -> pd.Timestamp:
+    return pd.Timestamp(microseconds, unit="us", tz="UTC")
+
+
+def _refuse(rows: pd.DataFrame, column: str, bad: np.ndarray, problem: str) -> None:
     """Raise naming the first row where `bad` holds: its position, symbol, ts and the offending value."""
-    positions = np.flatnonzero(bad.to_numpy(dtype=bool, na_value=False))
+    positions = np.flatnonzero(bad)
     if len(positions):
         row = rows.iloc[positions[0]]
         value = row[column].item() if isinstance(row[column], np.generic) else row[column]
@@ -334,15 +402,3 @@ def _try_lock(path: Path) -> int | None:
         os.close(descriptor)
         return None
     return descriptor
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")

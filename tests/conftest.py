@@ -1,13 +1,16 @@
 """Fixtures shared by the test suite. Helpers that are plain functions live in `tests/support/` and are
 imported as `tests.support.<module>`; what needs pytest's temporary folders is here."""
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from service.backfill import HistoricalFeatureBackfill
+from service.executors import worker_environment
 from service.sample import SampleFiles, SyntheticUniverse
 from storage.catalog import RunInfo
 from vocabulary.spec import BackfillSpec
@@ -50,3 +53,21 @@ def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Backfi
         return Backfilled(files, data_dir, HistoricalFeatureBackfill(data_dir, spec).run().run)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[ModuleType]:
+    """One local Ray instance for the whole session (2 CPUs, no dashboard, no usage statistics), joined by
+    every backfill that asks for the ray executor in this process. Ray is imported only by the tests that
+    use it."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": worker_environment()},
+    )
+    yield ray
+    ray.shutdown()

@@ -31,8 +31,8 @@ def exec_form(argument: str) -> list[str]:
 def cli_commands() -> dict[str, list[str]]:
     """The `asof` console script's commands and each command's option names, from pyproject's entry point."""
     entry = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["asof"]
-    module, _, attribute = entry.partition(":")
-    app = getattr(__import__(module), attribute)
+    module, _, _ = entry.partition(":")
+    app = __import__(module).app  # the entry point runs the package's app, every command registered
     group = typer.main.get_command(app)
     return {
         name: [opt for param in command.params for opt in param.opts]

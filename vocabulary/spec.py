@@ -5,7 +5,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import PurePath
-from typing import Any, Final, Self
+from typing import Any, ClassVar, Final, Self
 
 import pandas as pd
 
@@ -14,6 +14,8 @@ from vocabulary.rules import DEFAULT_RULES, check_history_bars, check_rules
 from vocabulary.time import NO_LAG, Interval, check_lag, parse_instant, parse_interval
 
 DATASET_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+EXECUTORS: Final = ("local", "ray")
+"""Where a backfill computes: `local`, this machine's cores; `ray`, tasks on a Ray cluster."""
 
 
 def check_dataset(name: str) -> str:
@@ -48,9 +50,13 @@ class _Spec:
             raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))} in a {cls.__name__}")
         return cls(**record)
 
+    execution: ClassVar[tuple[str, ...]] = ()
+    """Fields that say how the work is done, not what it produces: left out of `key`."""
+
     def key(self) -> str:
         """Canonical text: two requests are duplicates iff their keys are equal."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        record = {name: value for name, value in self.to_dict().items() if name not in self.execution}
+        return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
     def _set(self, name: str, value: object) -> None:
         """Normalise a field while validating (the dataclasses are frozen)."""
@@ -89,8 +95,19 @@ class BackfillSpec(_Spec):
     from_interval: str | None = None
     rules: str = DEFAULT_RULES
     history_bars: int | None = None
+    executor: str = "local"
+    """Where it computes (EXECUTORS). An execution option: every executor builds the same run, so it is no
+    part of `key` (a request that differs only in it is a duplicate) nor of the dataset; the run records it
+    as provenance."""
+
+    execution: ClassVar[tuple[str, ...]] = ("executor",)
 
     def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise InvalidInput(
+                f"unknown executor {self.executor!r}; expected one of {', '.join(EXECUTORS)}",
+                field="executor",
+            )
         target = parse_interval(self.interval)
         if self.from_interval is not None:
             source = parse_interval(self.from_interval, field="from_interval")

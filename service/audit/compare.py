@@ -8,6 +8,7 @@ import pandas as pd
 
 from service.audit.report import LISTED, CheckResult, Violation
 from storage.catalog import RunInfo
+from storage.read import parquet_sql
 from vocabulary.features import FEATURES, VALUES
 
 VALUE_TOLERANCE: Final = 1e-9
@@ -36,8 +37,8 @@ class Found:
 
 
 def parquet(run: RunInfo) -> str:
-    """The run's Parquet file as a DuckDB table expression."""
-    return "read_parquet('{}')".format(str(run.path).replace("'", "''"))
+    """The run's Parquet files as a DuckDB table expression."""
+    return parquet_sql(run.files())
 
 
 def in_span(ts: pd.Series, run: RunInfo) -> pd.Series:

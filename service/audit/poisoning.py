@@ -71,6 +71,7 @@ def check_poisoning(
             symbols=tuple(stored),
             candidates=None,
             returns=str(Path(scratch) / "returns_matrix.parquet") if run.spec.returns else None,
+            executor="local",  # every executor builds the same run; the audit needs no cluster
         )
         HistoricalFeatureBackfill(store, spec).run()
         poisoned = backtest.run(poisoned_returns, LocalFeatures(store), symbols=universe)

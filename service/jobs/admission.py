@@ -6,6 +6,7 @@ paths relative to the data directory: a relative path in a spec is a data-dir pa
 
 import errno
 from dataclasses import replace
+from importlib.util import find_spec
 from pathlib import Path
 
 from service.sources.lake import read_candidates
@@ -17,6 +18,8 @@ def admit_backfill(data_dir: Path | str, spec: BackfillSpec) -> BackfillSpec:
     """`spec` with its paths checked and made relative to `data_dir`; InvalidInput naming the field
     otherwise."""
     root = Path(data_dir).resolve()
+    if spec.executor == "ray" and find_spec("ray") is None:
+        raise InvalidInput("the ray executor needs Ray on the server: install asof[ray]", field="executor")
     admitted = replace(
         spec,
         lake=_inside(root, "lake", spec.lake, files_only=False),
@@ -35,12 +38,14 @@ def admit_backfill(data_dir: Path | str, spec: BackfillSpec) -> BackfillSpec:
 
 def resolve_inside(data_dir: Path | str, path: Path | str) -> Path:
     """`path` (relative paths are taken from `data_dir`) resolved, symlinks included, inside `data_dir`;
-    InvalidInput when it resolves outside, loops, or has a name too long for the file system."""
+    InvalidInput when it resolves outside, loops, holds a NUL, or has a name too long for the file system."""
     root = Path(data_dir).resolve()
     try:
         resolved = (root / path).resolve()
     except RuntimeError:  # Python raises it for a symlink loop
         raise InvalidInput(f"path {str(path)!r} is a symlink loop") from None
+    except ValueError:  # a NUL character, which no file system path may hold
+        raise InvalidInput(f"path {str(path)!r} holds a NUL character") from None
     except OSError as error:
         raise InvalidInput(f"path {str(path)!r} cannot be resolved ({_reason(error)})") from None
     if not resolved.is_relative_to(root):

@@ -29,7 +29,14 @@ from vocabulary.spec import AuditSpec, BackfillSpec
 _CLEANING_COUNTS = ("rows_in", "rows", "duplicates", "unsorted", "zero_volume", "refused")
 
 
-def run_in_child(data_dir: str, work: Work, results: Connection, cancel: Event, parent_pid: int) -> None:
+def run_in_child(
+    data_dir: str,
+    work: Work,
+    results: Connection,
+    cancel: Event,
+    parent_pid: int,
+    ray_address: str | None = None,
+) -> None:
     """The child's entry point: do `work`, sending Progress messages, then exactly one outcome."""
     _die_with_parent(parent_pid)
 
@@ -40,18 +47,23 @@ def run_in_child(data_dir: str, work: Work, results: Connection, cancel: Event, 
         results.send(Progress(done, total))
 
     try:
-        results.send(perform(Path(data_dir), work, progress, cancelled))
+        results.send(perform(Path(data_dir), work, progress, cancelled, ray_address))
     finally:
         results.close()
 
 
 def perform(
-    data_dir: Path, work: Work, progress: Callable[[int, int], None], cancelled: Callable[[], bool]
+    data_dir: Path,
+    work: Work,
+    progress: Callable[[int, int], None],
+    cancelled: Callable[[], bool],
+    ray_address: str | None = None,
 ) -> Outcome:
     """Do the work and say how it ended; any failure becomes the outcome's message (the process boundary)."""
     try:
         if isinstance(work, BackfillSpec):
-            result = HistoricalFeatureBackfill(data_dir, work).run(progress=progress, cancelled=cancelled)
+            backfill = HistoricalFeatureBackfill(data_dir, work, ray_address=ray_address)
+            result = backfill.run(progress=progress, cancelled=cancelled)
             return Succeeded(result.run.run_id, report(result), errors(result.statuses))
         if isinstance(work, AuditSpec):
             audit = audit_run(

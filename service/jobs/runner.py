@@ -89,8 +89,11 @@ class JobRunner:
         limits: JobLimits = JobLimits(),
         after_publish: Callable[[str], None] | None = None,
         after_job: Callable[[Job], None] | None = None,
+        ray_address: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.ray_address = ray_address
+        """The Ray cluster of backfills that ask for the ray executor (None: a local one)."""
         self.limits = limits
         self.after_publish = after_publish
         self.after_job = after_job
@@ -242,7 +245,7 @@ class JobRunner:
         receiver, sender = self._context.Pipe(duplex=False)
         child = self._context.Process(
             target=run_in_child,
-            args=(str(self.data_dir), job.work, sender, cancel, os.getpid()),
+            args=(str(self.data_dir), job.work, sender, cancel, os.getpid(), self.ray_address),
             name=f"asof-{job.kind}-{job.job_id}",
             daemon=True,
         )

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from vocabulary.errors import InvalidInput
 from vocabulary.time import iso
@@ -90,7 +92,7 @@ def read_bars(path: Path | str) -> pd.DataFrame:
 
 def load_table(path: Path) -> pd.DataFrame:
     """The file as a table; OHLCVError for a missing, unreadable or unsupported file."""
-    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
+    readers = {".csv": pd.read_csv, ".parquet": _read_parquet, ".pq": _read_parquet}
     reader = readers.get(path.suffix.lower())
     if reader is None:
         raise OHLCVError(f"{path.name}: unsupported file type {path.suffix!r}; expected .csv or .parquet")
@@ -100,6 +102,22 @@ def load_table(path: Path) -> pd.DataFrame:
         return reader(path)
     except Exception as error:  # any reader failure means the same thing to the caller: unreadable
         raise OHLCVError(f"{path.name}: unreadable ({type(error).__name__}: {error})") from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """One Parquet file, read by pyarrow's file reader on this thread: `pd.read_parquet` plans a dataset
+    first, twice the work for a lake's small files (a backfill reads thousands, on every core at once).
+    Plain columns become a frame without pandas' conversion; a stored index or other types take it."""
+    table = pq.ParquetFile(path).read(use_threads=False)
+    metadata = table.schema.pandas_metadata or {}
+    plain = all(
+        pa.types.is_floating(column.type) or (pa.types.is_integer(column.type) and not column.null_count)
+        for column in table.columns
+    )
+    stored_index = any(isinstance(index, str) for index in metadata.get("index_columns", []))
+    if not plain or stored_index or len(set(table.column_names)) < table.num_columns:
+        return table.to_pandas()
+    return pd.DataFrame({name: table[name].to_numpy() for name in table.column_names})
 
 
 def bars_from_table(table: pd.DataFrame, *, source: str, rows: Sequence[int] | None = None) -> pd.DataFrame:
@@ -217,17 +235,16 @@ def clean_bars(
     missing = [name for name in BAR_COLUMNS if name not in raw.columns]
     if missing:
         raise OHLCVError(f"bars lack column(s) {', '.join(map(repr, missing))}")
-    ts = pd.DatetimeIndex(raw["ts"])
-    ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
-    if ts.hasnans:
-        raise OHLCVError(f"row {int(np.flatnonzero(ts.isna())[0]) + 1}: missing timestamp")
-    nanos = ts.as_unit("ns").asi8
+    nanos = _utc_nanoseconds(raw["ts"])
+    if (nanos == _NAT).any():
+        raise OHLCVError(f"row {int(np.flatnonzero(nanos == _NAT)[0]) + 1}: missing timestamp")
     values = np.column_stack(
         [raw[name].to_numpy(dtype="float64", na_value=np.nan) for name in BAR_COLUMNS[1:]]
     )
     unsorted = int((nanos[1:] < np.maximum.accumulate(nanos)[:-1]).sum())
-    order = np.argsort(nanos, kind="stable")
-    nanos, values = nanos[order], values[order]
+    if unsorted:  # sorted input (nearly every file) keeps its order: a stable sort would not move it
+        order = np.argsort(nanos, kind="stable")
+        nanos, values = nanos[order], values[order]
 
     keep = np.ones(len(nanos), dtype=bool)
     keep[:-1] = nanos[:-1] != nanos[1:]
@@ -235,12 +252,14 @@ def clean_bars(
     zero_volume = keep & (values[:, -1] == 0) & (not keep_zero_volume)
     keep &= ~zero_volume
     checked_rows = np.flatnonzero(keep)
-    reasons = _refusals(values[keep])
+    reasons = _refusals(values if len(checked_rows) == len(keep) else values[keep])
     counts = np.bincount(reasons, minlength=len(REFUSAL_REASONS) + 1)[1:]
     refused = {reason: int(count) for reason, count in zip(REFUSAL_REASONS, counts, strict=True) if count}
     codes = [code for code, reason in enumerate(REFUSAL_REASONS, start=1) if reason in refused]
-    firsts = _utc(nanos[checked_rows[[int(np.argmax(reasons == code)) for code in codes]]])
-    first_refused = {REFUSAL_REASONS[code - 1]: first for code, first in zip(codes, firsts, strict=True)}
+    first_refused = {}
+    if codes:
+        firsts = _utc(nanos[checked_rows[[int(np.argmax(reasons == code)) for code in codes]]])
+        first_refused = {REFUSAL_REASONS[code - 1]: first for code, first in zip(codes, firsts, strict=True)}
     keep[checked_rows[reasons > 0]] = False
     cleaned = pd.DataFrame(
         {"ts": _utc(nanos[keep]), **{name: values[keep, k] for k, name in enumerate(BAR_COLUMNS[1:])}}
@@ -264,6 +283,18 @@ def clean_bars(
             report,
         )
     return cleaned, report
+
+
+_NAT = np.iinfo(np.int64).min
+
+
+def _utc_nanoseconds(ts: pd.Series) -> np.ndarray:
+    """Instants as int64 nanoseconds since the epoch, UTC (naive means UTC); NaT stays `_NAT`."""
+    if isinstance(ts.dtype, pd.DatetimeTZDtype) and ts.dtype.unit == "ns":
+        return ts.array.asi8  # already UTC-based: the instants do not depend on the zone shown
+    index = pd.DatetimeIndex(ts)
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    return index.as_unit("ns").asi8
 
 
 def _refusals(values: np.ndarray) -> np.ndarray:

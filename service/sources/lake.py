@@ -3,11 +3,14 @@ picks the universe, and the returns matrix whose columns and span pick it when t
 """
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from service.sources.bars import OHLCVError, bars_from_table, load_table, read_bars
 from vocabulary.errors import InvalidInput
@@ -15,6 +18,8 @@ from vocabulary.time import Interval, parse_interval
 
 LAKE_SUFFIXES = (".parquet", ".csv")
 """File types of a lake folder, in order of preference when a symbol has both."""
+CSV_ROW_BYTES = 48
+"""About the size of one OHLCV row of a CSV file (epoch seconds and five numbers)."""
 
 
 class SourceError(InvalidInput):
@@ -56,6 +61,24 @@ class Lake:
             return read_bars(self._file_of(symbol))
         except OHLCVError as error:
             raise OHLCVError(f"{symbol}: {error}") from None
+
+    def rows(self, symbols: list[str]) -> dict[str, int]:
+        """About how many rows each symbol has (Parquet footers, a CSV's size, a long file's rows): what a
+        backfill plans its chunks by. A symbol whose file cannot be found or read counts 0 (reading it will
+        say why)."""
+        if not self.path.is_dir():
+            return {symbol: len(self._long_rows.get(symbol, ())) for symbol in symbols}
+        with ThreadPoolExecutor(8) as pool:  # footers are small reads: overlap their latency
+            return dict(zip(symbols, pool.map(self._rows_of, symbols), strict=True))
+
+    def _rows_of(self, symbol: str) -> int:
+        try:
+            file = self._file_of(symbol)
+            if file.suffix.lower() == ".parquet":
+                return pq.read_metadata(file).num_rows
+            return file.stat().st_size // CSV_ROW_BYTES
+        except (OSError, ValueError, pa.ArrowException):
+            return 0
 
     def _symbol_of(self, file: Path) -> str | None:
         """The symbol a folder file holds, or None when its name is not `<EXCHANGE>_<TICKER>_<interval>`."""

@@ -13,7 +13,17 @@ def spacing_problem(ts: pd.Series | pd.DatetimeIndex, interval: Interval) -> str
     """What is wrong with bars opening at `ts` (any order, repeats allowed) as bars of `interval`, naming the
     bars or the median at fault; None when nothing is. A backfill refuses the symbol, `asof ratings` warns."""
     index = pd.DatetimeIndex(ts).tz_convert("UTC")
-    opens = pd.DatetimeIndex(np.unique(index.as_unit("ns").asi8).view("datetime64[ns]"), tz="UTC")
+    nanoseconds = index.as_unit("ns").asi8
+    if not (nanoseconds[1:] > nanoseconds[:-1]).all():  # np.unique sorts, even what is sorted and unique
+        nanoseconds = np.unique(nanoseconds)
+    if not interval.months and regular(nanoseconds, interval):
+        return None
+    return described(nanoseconds, interval)
+
+
+def described(nanoseconds: np.ndarray, interval: Interval) -> str | None:
+    """What is wrong with bars opening at `nanoseconds` (sorted, unique), in words; None when nothing is."""
+    opens = pd.DatetimeIndex(nanoseconds.view("datetime64[ns]"), tz="UTC")
     closes = interval.close(opens)
     early = np.flatnonzero(opens[1:] < closes[:-1])
     if len(early):
@@ -38,6 +48,19 @@ def spacing_problem(ts: pd.Series | pd.DatetimeIndex, interval: Interval) -> str
     if median != interval.length:
         return f"the median spacing of the bars is {_duration(median)}, not the declared {interval}"
     return None
+
+
+def regular(opens: np.ndarray, interval: Interval) -> bool:
+    """`described(opens, interval) is None` for a fixed-length interval, in integer nanoseconds and without
+    naming anything: a backfill asks it of every symbol, and only a symbol that fails is worth the words.
+    As every spacing is then at least one length, the median is one length exactly when more than half of
+    the spacings are."""
+    step, origin = interval.length.value, interval.origin.value
+    on_grid = bool(((opens - origin) % step == 0).all())
+    if len(opens) < 2:
+        return on_grid
+    spacing = np.diff(opens)
+    return on_grid and bool((spacing >= step).all()) and 2 * int((spacing == step).sum()) > len(spacing)
 
 
 def _grid(interval: Interval) -> str:

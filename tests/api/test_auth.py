@@ -39,7 +39,7 @@ def test_the_api_token_may_do_everything(url: str) -> None:
     write = bearer(TOKENS["ASOF_API_TOKEN"])
     assert httpx.get(f"{url}/features", params={"as_of": "2015-06-01"}, headers=write).status_code == 200
     job = httpx.post(f"{url}/backfill", json={"lake": "sample/lake", "interval": "1d"}, headers=write)
-    assert job.status_code == 202
+    assert job.status_code == 202, job.text
     assert httpx.delete(f"{url}/jobs/{job.json()['job_id']}", headers=write).status_code in {200, 202, 409}
 
 

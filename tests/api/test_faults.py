@@ -85,11 +85,12 @@ def test_a_damaged_catalog_is_503_everywhere_and_health_says_why(served: Path) -
 def test_a_damaged_run_file_is_503_naming_the_run_not_the_path(served: Path, damage: str) -> None:
     """Defect 6: the run's Parquet file cut in half, or gone."""
     run = Catalog(served).latest_run()
-    if damage == "truncated":
-        content = run.path.read_bytes()
-        run.path.write_bytes(content[: len(content) // 2])
-    else:
-        run.path.unlink()
+    for file in run.files():
+        if damage == "truncated":
+            content = file.read_bytes()
+            file.write_bytes(content[: len(content) // 2])
+        else:
+            file.unlink()
     with running_server(served) as url, httpx.Client(base_url=url, timeout=30) as client:
         response = client.get("/features", params={"as_of": AS_OF})
         assert response.status_code == 503, response.text
@@ -98,7 +99,7 @@ def test_a_damaged_run_file_is_503_naming_the_run_not_the_path(served: Path, dam
         if damage == "deleted":
             assert health.status_code == 503
             assert health.json()["problems"] == [
-                f"run {run.run_id} (dataset {run.spec.dataset}): its features file is missing"
+                f"run {run.run_id} (dataset {run.spec.dataset}): its features files are missing"
             ]
 
 

@@ -16,6 +16,7 @@ from cli import app
 from service.audit.run import audit_run
 from service.sample import SampleFiles, SyntheticUniverse
 from storage.catalog import RunInfo
+from storage.read import parquet_sql
 from storage.runs import RunWriter
 
 DAY = pd.Timedelta(days=1)
@@ -55,7 +56,7 @@ def clean(audited) -> RunInfo:
 def stored_rows(run: RunInfo) -> pd.DataFrame:
     """The run's rows as the engine gave them to the writer (votes back to float64)."""
     with duckdb.connect() as connection:
-        rows = connection.sql(f"SELECT * FROM read_parquet('{run.path}') ORDER BY symbol, ts").df()
+        rows = connection.sql(f"SELECT * FROM {parquet_sql(run.files())} ORDER BY symbol, ts").df()
     for name in ("ts", "available_at"):
         rows[name] = pd.to_datetime(rows[name], utc=True).astype("datetime64[ns, UTC]")
     votes = [name for name in rows.columns if name.startswith("Rec.")]
@@ -77,7 +78,7 @@ def pick_row(rows: pd.DataFrame, position: int = 40) -> tuple[int, str, pd.Times
 
 
 def test_clean_run_passes_every_check(clean: RunInfo) -> None:
-    report = audit_run(clean.path.parents[2], clean.run_id, samples=9, seed=3, backtest=engine())
+    report = audit_run(clean.path.parents[1], clean.run_id, samples=9, seed=3, backtest=engine())
 
     assert report.passed, report.to_markdown()
     assert [check.name for check in report.checks] == ["truncation", "serving", "poisoning"]
@@ -98,16 +99,17 @@ def test_row_available_a_bar_early_is_caught_and_named(clean: RunInfo, tmp_path:
     with pytest.raises(ValueError, match="available_at"):  # the writer refuses it outright ...
         publish(tmp_path, clean, early)
     run = publish(tmp_path, clean, rows)  # ... so doctor a published file, as a bug or a bad copy would
+    (part,) = run.files()
     early_row = (
         "CASE WHEN symbol = $symbol AND ts = $ts THEN available_at - INTERVAL 1 DAY ELSE available_at END"
     )
     with duckdb.connect() as connection:
         connection.execute(
-            f"COPY (SELECT * REPLACE ({early_row} AS available_at) FROM read_parquet('{run.path}') "
+            f"COPY (SELECT * REPLACE ({early_row} AS available_at) FROM read_parquet('{part}') "
             f"ORDER BY available_at, symbol) TO '{tmp_path / 'doctored.parquet'}' (FORMAT parquet)",
             {"symbol": symbol, "ts": ts.to_pydatetime()},
         )
-    shutil.move(tmp_path / "doctored.parquet", run.path)
+    shutil.move(tmp_path / "doctored.parquet", part)
 
     report = audit_run(tmp_path, run.run_id, samples=6, checks=("truncation", "serving"))
 
@@ -156,7 +158,7 @@ def test_stored_value_the_lake_does_not_give_is_caught_by_truncation(
 
 
 def test_backtest_peeking_one_bar_ahead_is_caught_by_poisoning(clean: RunInfo) -> None:
-    data_dir = clean.path.parents[2]
+    data_dir = clean.path.parents[1]
 
     peeking = audit_run(
         data_dir,

@@ -141,10 +141,11 @@ def test_chunks_progress_timings_and_lag(
     calls: list[tuple[int, int]] = []
     lag = pd.Timedelta(minutes=15)
     result = HistoricalFeatureBackfill(
-        tmp_path, BackfillSpec(lake=sample.lake, interval="1d", lag=lag), chunk_size=4
+        tmp_path, BackfillSpec(lake=sample.lake, interval="1d", lag=lag), chunk_bars=1000
     ).run(progress=lambda done, total: calls.append((done, total)))
 
-    assert calls == [(0, 10), (4, 10), (8, 10), (10, 10)]
+    assert calls[0] == (0, 10) and calls[-1] == (10, 10) and len(calls) >= 5  # two symbols a chunk at most
+    assert all(total == 10 for _, total in calls) and calls == sorted(calls)
     assert set(result.timings) == set(STAGES) and all(seconds > 0 for seconds in result.timings.values())
     assert result.run.lag == lag
     store, full_run = full
@@ -325,11 +326,11 @@ def test_a_cancelled_backfill_publishes_nothing(served: Path, sample: SampleFile
     calls: list[int] = []
 
     with pytest.raises(BackfillCancelled):
-        HistoricalFeatureBackfill(served, BackfillSpec(lake=sample.lake, interval="1d"), chunk_size=3).run(
+        HistoricalFeatureBackfill(served, BackfillSpec(lake=sample.lake, interval="1d"), chunk_bars=500).run(
             progress=lambda done, total: calls.append(done), cancelled=lambda: len(calls) > 1
         )
 
-    assert calls == [0, 3]
+    assert calls[0] == 0 and 0 < calls[-1] < 10
     assert_unchanged(before, published(served))
 
 
@@ -392,9 +393,9 @@ def test_bad_specs_are_refused_naming_the_field(tmp_path: Path, kwargs: dict, me
     assert refused.value.field == message.partition(":")[0]
 
 
-def test_a_chunk_size_below_one_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInput, match="chunk_size: must be at least 1"):
-        HistoricalFeatureBackfill(tmp_path, BackfillSpec(lake=str(tmp_path), interval="1d"), chunk_size=0)
+def test_a_chunk_below_one_bar_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="chunk_bars: must be at least 1"):
+        HistoricalFeatureBackfill(tmp_path, BackfillSpec(lake=str(tmp_path), interval="1d"), chunk_bars=0)
 
 
 def test_a_spec_round_trips_through_its_record_and_keys_equal_work_alike(tmp_path: Path) -> None:
@@ -441,7 +442,7 @@ def test_a_backfill_killed_mid_run_leaves_the_previous_run_served(served: Path, 
     before = published(served)
     command = [
         str(Path(sys.executable).with_name("asof")),
-        *("backfill", "--lake", str(big.lake), "--interval", "1d", "--chunk-size", "8"),
+        *("backfill", "--lake", str(big.lake), "--interval", "1d", "--chunk-bars", str(8 * 2520)),
         *("--data-dir", str(served)),
     ]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
@@ -459,5 +460,5 @@ def test_a_backfill_killed_mid_run_leaves_the_previous_run_served(served: Path, 
         process.wait()
 
     assert process.returncode == -signal.SIGKILL
-    assert progress and progress[-1] == 8, f"not killed mid-way; progress seen: {progress}"
+    assert progress and 0 < progress[-1] <= 48, f"not killed mid-way; progress seen: {progress}"
     assert_unchanged(before, published(served))

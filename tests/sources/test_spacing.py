@@ -1,10 +1,13 @@
 """The check that bars have the interval they are declared with: grid, minimum and median spacing."""
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from service.sources.spacing import spacing_problem
-from vocabulary.time import INTERVALS
+from service.sources.spacing import described, regular, spacing_problem
+from vocabulary.time import INTERVALS, parse_interval
 
 
 def opens(*instants: str) -> pd.Series:
@@ -94,3 +97,20 @@ def test_repeated_and_unsorted_timestamps_are_not_bars_closer_than_the_interval(
 )
 def test_bars_of_another_interval_are_named_with_what_is_wrong(ts, interval: str, problem: str) -> None:
     assert spacing_problem(ts, INTERVALS[interval]) == problem
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    interval=st.sampled_from([name for name in INTERVALS if not parse_interval(name).months]),
+    steps=st.lists(st.sampled_from([0, 1, 1, 1, 2, 3, 7]), max_size=12),
+    offset=st.sampled_from([0, 0, 0, 1, 30]),
+    first=st.integers(-3, 3),
+)
+def test_the_quick_verdict_agrees_with_the_worded_one(interval: str, steps, offset: int, first: int) -> None:
+    """`regular` (what a backfill asks of every symbol) is `described(...) is None`, on grids and off them,
+    with repeats, gaps and bars closer than one interval."""
+    bar = parse_interval(interval)
+    step, origin = bar.length.value, bar.origin.value
+    positions = np.cumsum([first, *steps])
+    nanoseconds = np.unique(origin + positions * step + offset * 60_000_000_000 * (positions % 2))
+    assert regular(nanoseconds, bar) == (described(nanoseconds, bar) is None)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from service.jobs.store import JobStore
-from storage.catalog import CATALOG_FILE, FORMAT_VERSION, RUN_LAYOUT, Catalog
+from storage.catalog import CATALOG_FILE, FORMAT_VERSION, Catalog
 from vocabulary.errors import InvalidInput, Unavailable
 from vocabulary.spec import BackfillSpec
 
@@ -93,7 +93,7 @@ def test_a_format_1_catalog_is_migrated_in_place_on_first_open(tmp_path: Path) -
         start="2020-01-01",
         lag=pd.Timedelta(minutes=5),
     )
-    assert (run.interval, run.lag, run.layout) == ("1h", pd.Timedelta(minutes=5), RUN_LAYOUT)
+    assert (run.interval, run.lag, run.layout) == ("1h", pd.Timedelta(minutes=5), 1)
     (job,) = JobStore(catalog).recent()
     assert (job.kind, job.work) == ("backfill", BackfillSpec.from_dict(OLD_JOB))
     assert JobStore(catalog).find_active(job.work) is None

@@ -1,12 +1,14 @@
 """Writing, publishing and cataloguing runs: real DuckDB files and Parquet in tmp dirs, real processes."""
 
 import hashlib
+import itertools
 import os
 import re
 import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -15,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from storage.catalog import Catalog, CatalogLocked, RunNotFound, code_version
-from storage.read import FeatureStore
+from storage.catalog import RUN_LAYOUT, Catalog, CatalogLocked, RunNotFound, code_version
+from storage.read import FeatureStore, parquet_sql
 from storage.runs import RUNS_DIR, RunWriter
 from tests.support.rows import daily, failed, feature_rows, publish, spec
 from vocabulary.errors import InvalidInput
@@ -33,7 +35,7 @@ def test_publish_writes_one_sorted_typed_parquet_and_catalogues_the_run(tmp_path
     rows = feature_rows({"B:ONE": daily("2024-01-03", 50), "A:TWO": daily("2024-01-01", 60)})
     run = publish(tmp_path, rows, chunk_symbols=1, statuses=[failed("C:BAD", "missing file")])
     assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", run.run_id)
-    assert run.path == tmp_path / "runs" / run.run_id / "features.parquet"
+    assert run.path == tmp_path / "runs" / run.run_id
     assert (run.symbols, run.rows, run.interval, run.lag) == (["A:TWO", "B:ONE"], 110, "1d", pd.Timedelta(0))
     assert (run.start, run.end) == (
         pd.Timestamp("2024-01-01", tz="UTC"),
@@ -41,11 +43,11 @@ def test_publish_writes_one_sorted_typed_parquet_and_catalogues_the_run(tmp_path
     )
     assert run.features == list(FEATURES)
     assert run.code_version == code_version() and run.code_version.startswith("0.")
-    assert run.spec == spec() and run.layout == 1
-    assert os.listdir(run.path.parent) == ["features.parquet"]
+    assert run.spec == spec() and run.layout == RUN_LAYOUT == 2
+    assert [file.name for file in run.files()] == sorted(os.listdir(run.path)) == ["part-00000.parquet"]
     assert visible_entries(tmp_path) == [run.run_id]
 
-    stored = pq.read_table(run.path)
+    stored = pq.read_table(run.files()[0])
     schema = stored.schema
     assert schema.names == ["symbol", "ts", "available_at", "bars", "warm", *FEATURES]
     assert schema.field("ts").type == schema.field("available_at").type == pa.timestamp("us", tz="UTC")
@@ -56,7 +58,9 @@ def test_publish_writes_one_sorted_typed_parquet_and_catalogues_the_run(tmp_path
     assert frame[["available_at", "symbol"]].equals(
         frame[["available_at", "symbol"]].sort_values(["available_at", "symbol"]).reset_index(drop=True)
     )
-    assert pq.ParquetFile(run.path).metadata.row_group(0).column(0).compression == "ZSTD"
+    assert (
+        pq.ParquetFile(run.files()[0]).metadata.row_group(0).column(0).compression == "LZ4"
+    )  # LZ4_RAW, as DuckDB names it
 
     catalog = Catalog(tmp_path)
     assert catalog.run(run.run_id) == run
@@ -124,9 +128,10 @@ def test_a_failed_publish_rolls_back_and_leaves_the_previous_run_served(tmp_path
 
 def test_publishing_never_touches_another_run(tmp_path: Path) -> None:
     first = publish(tmp_path, feature_rows({"X:A": daily("2024-01-01", 30)}))
-    digest = hashlib.sha256(first.path.read_bytes()).hexdigest()
+    (file,) = first.files()
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
     second = publish(tmp_path, feature_rows({"X:A": daily("2024-01-01", 30)}, seed=5))
-    assert hashlib.sha256(first.path.read_bytes()).hexdigest() == digest
+    assert hashlib.sha256(file.read_bytes()).hexdigest() == digest
     catalog = Catalog(tmp_path)
     assert catalog.run(first.run_id) == first
     assert [run.run_id for run in catalog.runs()] == [second.run_id, first.run_id]
@@ -250,7 +255,7 @@ def test_a_run_renamed_into_place_but_never_committed_is_swept(tmp_path: Path) -
     previous = publish(tmp_path, feature_rows({"X:A": daily("2024-01-01", 20)}))
     orphan = "20240101T000000Z-0a0b0c"
     (tmp_path / RUNS_DIR / orphan).mkdir()
-    (tmp_path / RUNS_DIR / orphan / "features.parquet").write_bytes(previous.path.read_bytes())
+    (tmp_path / RUNS_DIR / orphan / "part-00000.parquet").write_bytes(previous.files()[0].read_bytes())
     (tmp_path / RUNS_DIR / f".staging-{orphan}.lock").touch()
     with pytest.raises(RunNotFound):
         FeatureStore(tmp_path).cross_section("2024-01-10", run_id=orphan)
@@ -312,3 +317,71 @@ def test_the_catalog_creates_its_tables_and_sees_other_connections_writes(tmp_pa
     assert catalog.stamp() != before
     with pytest.raises(duckdb.CatalogException), catalog.connect() as connection:
         connection.execute("SELECT * FROM no_such_table")
+
+
+def many_rows() -> pd.DataFrame:
+    """30 symbols of different lengths, some with a halt."""
+    bars = {f"X:S{k:02d}": daily("2024-01-01", 120 + k, skip=range(k, 2 * k)) for k in range(30)}
+    return feature_rows(bars)
+
+
+def write(data_dir: Path, rows: pd.DataFrame, parallelism: int):
+    with RunWriter(data_dir, spec()) as writer:
+        for symbol in rows["symbol"].unique():
+            writer.write(rows[rows["symbol"] == symbol])
+        return writer.publish(parallelism=parallelism)
+
+
+def run_answers(data_dir: Path, run_id: str, index: bool) -> list[pd.DataFrame]:
+    store = FeatureStore(data_dir, index=index)
+    sections = [
+        store.cross_section(as_of, features="all", run_id=run_id).rows
+        for as_of in ("2024-01-01", "2024-01-31T12:00Z", "2024-03-05", "2024-05-15", "2025-01-01")
+    ]
+    return [*sections, store.history("X:S07", features="all", run_id=run_id)]
+
+
+@pytest.mark.parametrize("index", [True, False], ids=["memory", "duckdb"])
+def test_parts_are_consecutive_ranges_of_one_sorted_sequence_and_read_as_one_file(
+    tmp_path: Path, index: bool
+) -> None:
+    rows = many_rows()
+    parted = write(tmp_path, rows, parallelism=4)
+    whole = write(tmp_path, rows, parallelism=1)
+
+    assert len(parted.files()) == 4 and len(whole.files()) == 1
+    tables = [pq.read_table(file).to_pandas() for file in parted.files()]
+    for earlier, later in itertools.pairwise(tables):
+        assert earlier["available_at"].max() < later["available_at"].min()
+    together = pd.concat(tables, ignore_index=True)
+    assert len(together) == len(rows) == parted.rows
+    keys = together[["available_at", "symbol"]]
+    assert keys.equals(keys.sort_values(["available_at", "symbol"]).reset_index(drop=True))
+    assert pa.concat_tables(map(pq.read_table, parted.files())).equals(pq.read_table(whole.files()[0]))
+    for ours, theirs in zip(
+        run_answers(tmp_path, parted.run_id, index), run_answers(tmp_path, whole.run_id, index), strict=True
+    ):
+        pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+
+
+@pytest.mark.parametrize("index", [True, False], ids=["memory", "duckdb"])
+def test_a_layout_1_run_stays_readable(tmp_path: Path, index: bool) -> None:
+    """A run of the first layout (one features.parquet, as DuckDB wrote it) answers as its copy in parts."""
+    current = write(tmp_path, many_rows(), parallelism=3)
+    catalog = Catalog(tmp_path)
+    old = replace(current, run_id="20240101T000000Z-0a0b0c", layout=1)
+    old = replace(old, path=tmp_path / RUNS_DIR / old.run_id / "features.parquet")
+    old.path.parent.mkdir()
+    with duckdb.connect() as connection:
+        connection.execute(
+            f"COPY (SELECT * FROM {parquet_sql(current.files())} ORDER BY available_at, symbol) "
+            f"TO '{old.path}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 32768)"
+        )
+    first = catalog.first_available(current.run_id)
+    catalog.record(old, catalog.symbol_status(current.run_id), {s: (t, t) for s, t in first.items()})
+
+    assert catalog.run(old.run_id).files() == [old.path]
+    for ours, theirs in zip(
+        run_answers(tmp_path, old.run_id, index), run_answers(tmp_path, current.run_id, index), strict=True
+    ):
+        pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
