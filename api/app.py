@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
+from api.answers import Answers
 from api.guards import BodyLimit, TokenAuth
 from api.metrics import Metrics, RequestTimer
 from api.reads import ReadLimits
@@ -47,7 +48,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="asof", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     store = FeatureStore(
-        settings.data_dir, catalog_wait=settings.catalog_wait, default_dataset=settings.default_dataset
+        settings.data_dir,
+        catalog_wait=settings.catalog_wait,
+        default_dataset=settings.default_dataset,
+        column_bytes=settings.column_bytes,
     )
     runner = JobRunner(
         settings.data_dir,
@@ -70,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.state.metrics = Metrics(runner, store)
     app.state.reads = ReadLimits(settings.max_read_cells, settings.max_concurrent_reads)
+    app.state.answers = Answers(settings.answer_cache_bytes)
     for module in (features, jobs, runs, health, metrics, methods):
         app.include_router(module.router)
     errors.install(app)

@@ -10,7 +10,7 @@ Arrow carries the response envelope (as_of, run_id, interval, stale) in its sche
 the rows only, with run_id and as_of in response headers.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -62,23 +62,26 @@ def _json(value: object) -> str:
     return orjson.dumps(iso(pd.Timestamp(value)) if isinstance(value, datetime) else value).decode()
 
 
-def json_rows(frames: Sequence[pd.DataFrame]) -> list[orjson.Fragment]:
-    """Each frame's rows as a JSON array of objects, one fragment per frame to embed in an orjson document.
+Columns = Mapping[str, Any]
+"""A table as named columns of equal length: numpy arrays, pandas extension arrays or Arrow arrays."""
 
-    The frames (all with the same columns, such as the sections of a batch) are encoded together and
+
+def json_rows(tables: Sequence[Columns]) -> list[orjson.Fragment]:
+    """Each table's rows as a JSON array of objects, one fragment per table to embed in an orjson document.
+
+    The tables (all with the same columns, such as the sections of a batch) are encoded together and
     column-wise: every column becomes JSON text in a few vectorised Arrow operations, rows are joined
-    element-wise and each frame's rows with one list join, so no Python code runs per row.
+    element-wise and each table's rows with one list join, so no Python code runs per row, and no pandas.
     """
-    if not frames:
+    if not tables:
         return []
-    stacked = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     parts: list[str | pa.Array] = []
-    for position, name in enumerate(stacked.columns):
+    for position, name in enumerate(tables[0]):
         parts.append(("{" if position == 0 else ",") + orjson.dumps(str(name)).decode() + ":")
-        values = pa.array(stacked[name])
-        parts.append(_json_text(values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values))
+        pieces = [_arrow(table[name]) for table in tables]
+        parts.append(_json_text(pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]))
     rows = pc.binary_join_element_wise(*parts, "}", "", null_handling="replace", null_replacement="null")
-    offsets = np.cumsum([0, *(len(frame) for frame in frames)], dtype=np.int32)
+    offsets = np.cumsum([0, *(len(next(iter(table.values()))) for table in tables)], dtype=np.int32)
     arrays = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), rows), ",")
     return [
         orjson.Fragment(array)
@@ -86,10 +89,36 @@ def json_rows(frames: Sequence[pd.DataFrame]) -> list[orjson.Fragment]:
     ]
 
 
+def _arrow(values: Any) -> pa.Array:
+    array = pa.array(values)
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def section_columns(section: CrossSection) -> dict[str, Any]:
+    """A cross-section's rows as columns, straight from what the store found (no pandas frame)."""
+    rows = section.found
+    return {
+        "symbol": section.labels.take(rows.code),
+        "ts": _instants(rows.ts),
+        "available_at": _instants(rows.available_at),
+        "bars": rows.bars,
+        "warm": rows.warm,
+        **{name: rows.features[name] for name in section.features},
+    }
+
+
+def frame_columns(frame: pd.DataFrame) -> dict[str, Any]:
+    return {str(name): frame[name].array for name in frame.columns}
+
+
+def _instants(microseconds: np.ndarray) -> pa.Array:
+    return pa.array(microseconds, pa.timestamp("us", tz="UTC"))
+
+
 def cross_section_documents(sections: Sequence[CrossSection]) -> list[dict[str, Any]]:
     """Cross-sections as the API serves them (as_of, run_id, dataset, interval, features, rows, stale),
     ready for orjson; the CLI prints the same documents."""
-    rows = json_rows([section.rows for section in sections])
+    rows = json_rows([section_columns(section) for section in sections])
     return [
         {
             "as_of": iso(section.as_of),

@@ -28,6 +28,11 @@ class Settings:
     390,000; the backtest client asks 64 instants at a time."""
     max_concurrent_reads: int = 4
     """Feature reads computed at once; the others wait. With `max_read_cells` this bounds read memory."""
+    column_bytes: int = 1 << 30
+    """Feature columns the read index holds in memory across runs (least recently used dropped first):
+    with the runs' own arrays (about 40 bytes a row each, two runs at most) the bound on read memory."""
+    answer_cache_bytes: int = 64_000_000
+    """Recently encoded feature answers kept for repeats of the same question (runs are immutable)."""
     max_queued_jobs: int = 16
     """Jobs waiting or running at once; more is a 429."""
     max_audits: int = 2

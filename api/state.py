@@ -5,29 +5,35 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.answers import Answers
 from api.reads import ReadLimits
 from api.settings import Settings
 from service.jobs.runner import JobRunner
 from storage.read import FeatureStore
 
 
-def _store(request: Request) -> FeatureStore:
+async def _store(request: Request) -> FeatureStore:
     return request.app.state.store
 
 
-def _runner(request: Request) -> JobRunner:
+async def _runner(request: Request) -> JobRunner:
     return request.app.state.runner
 
 
-def _reads(request: Request) -> ReadLimits:
+async def _reads(request: Request) -> ReadLimits:
     return request.app.state.reads
 
 
-def _settings(request: Request) -> Settings:
+async def _answers(request: Request) -> Answers:
+    return request.app.state.answers
+
+
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
 Store = Annotated[FeatureStore, Depends(_store)]
 Runner = Annotated[JobRunner, Depends(_runner)]
 Reads = Annotated[ReadLimits, Depends(_reads)]
+Cache = Annotated[Answers, Depends(_answers)]
 Config = Annotated[Settings, Depends(_settings)]

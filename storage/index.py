@@ -11,6 +11,7 @@ exactly as it does for the DuckDB path.
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,6 +27,8 @@ _META = ("symbol", "ts", "available_at", "bars", "warm")
 
 Column = np.ndarray | pd.arrays.IntegerArray
 
+COLUMN_BYTES: Final = 1 << 30
+"""Feature columns held in memory by default: every feature of a 1.6M-row run (640 bytes a row)."""
 MAX_CELLS: Final = 1 << 24
 """Cells of the checkpoint table (8 bytes each): 128 MB at most, 20 MB for 1000 symbols x 2520 days."""
 
@@ -78,8 +81,9 @@ def column_values(values: pa.ChunkedArray) -> Column:
 class RunIndex:
     """One run in memory; base columns load at construction, feature columns on first use."""
 
-    def __init__(self, run: RunInfo, *, max_cells: int = MAX_CELLS) -> None:
+    def __init__(self, run: RunInfo, columns: "ColumnBudget", *, max_cells: int = MAX_CELLS) -> None:
         self.run = run
+        self._budget = columns
         self._files = run.files()
         table = self._read(list(_META))
         codes = symbol_codes(run, table["symbol"])
@@ -102,8 +106,6 @@ class RunIndex:
         counts = np.bincount(landing, minlength=checkpoints * width).reshape(checkpoints, width)
         self._before = np.cumsum(counts, axis=0)
         """_before[j, c]: rows of symbol c whose available_at ranks below j * step."""
-        self._columns: dict[str, Column] = {}
-        self._lock = threading.Lock()
 
     def newest(self, codes: np.ndarray, features: list[str], *, until: int) -> Rows:
         """Per symbol in `codes`, its last row with available_at <= until; symbols with none are left out."""
@@ -140,14 +142,43 @@ class RunIndex:
         return pa.concat_tables([pq.read_table(file, columns=columns) for file in self._files])
 
     def _column(self, name: str) -> Column:
-        column = self._columns.get(name)
-        if column is None:
-            with self._lock:
-                column = self._columns.get(name)
-                if column is None:
-                    stored = self._read([name])[name]
-                    column = self._columns[name] = column_values(stored)[self._order]
+        return self._budget.get(
+            (self.run.run_id, name), lambda: column_values(self._read([name])[name])[self._order]
+        )
+
+
+class ColumnBudget:
+    """Feature columns in memory across runs, at most `max_bytes` of them: memory follows the features
+    clients ask for, and a second run shares the budget instead of doubling it. The least recently used
+    column goes first; it is read again from the run's files when asked for again."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._held: OrderedDict[tuple[str, str], Column] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str], load: Callable[[], Column]) -> Column:
+        with self._lock:
+            column = self._held.get(key)
+            if column is not None:
+                self._held.move_to_end(key)
+                return column
+        column = load()  # outside the lock: other columns stay readable while this one loads
+        with self._lock:
+            if key not in self._held:
+                self._held[key] = column
+                self._bytes += _nbytes(column)
+                while self._bytes > self.max_bytes and len(self._held) > 1:
+                    _, dropped = self._held.popitem(last=False)
+                    self._bytes -= _nbytes(dropped)
         return column
+
+
+def _nbytes(column: Column) -> int:
+    if isinstance(column, np.ndarray):
+        return column.nbytes
+    return column._data.nbytes + column._mask.nbytes
 
 
 def _first_at_least(values: np.ndarray, low: np.ndarray, high: np.ndarray, target: int) -> np.ndarray:
@@ -162,11 +193,16 @@ def _first_at_least(values: np.ndarray, low: np.ndarray, high: np.ndarray, targe
 
 
 class MemoryIndex:
-    """The runs read most recently, each loaded on first use; at most `max_runs` stay in memory."""
+    """The runs read most recently, each loaded on first use; at most `max_runs` stay in memory, with their
+    feature columns in one budget of `column_bytes`. Memory: about 40 bytes a row for each run held (its
+    instants, counts and order) plus the budget."""
 
-    def __init__(self, max_runs: int = 2, *, max_cells: int = MAX_CELLS) -> None:
+    def __init__(
+        self, max_runs: int = 2, *, column_bytes: int = COLUMN_BYTES, max_cells: int = MAX_CELLS
+    ) -> None:
         self.max_runs = max_runs
         self.max_cells = max_cells
+        self.columns = ColumnBudget(column_bytes)
         self._runs: OrderedDict[str, RunIndex] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -185,7 +221,7 @@ class MemoryIndex:
         with self._lock:
             index = self._runs.get(run.run_id)
             if index is None:
-                index = self._runs[run.run_id] = RunIndex(run, max_cells=self.max_cells)
+                index = self._runs[run.run_id] = RunIndex(run, self.columns, max_cells=self.max_cells)
                 while len(self._runs) > self.max_runs:
                     self._runs.popitem(last=False)
             self._runs.move_to_end(run.run_id)

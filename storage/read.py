@@ -11,8 +11,9 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from storage.catalog import Catalog, NoRunError, RunInfo, SymbolNotFound
-from storage.index import MemoryIndex, Rows, column_values, microseconds, symbol_codes
+from storage.index import COLUMN_BYTES, MemoryIndex, Rows, column_values, microseconds, symbol_codes
 from vocabulary.errors import InvalidInput, NotFound, Unavailable
 from vocabulary.features import FEATURES, RATINGS
 from vocabulary.time import nanoseconds, parse_instant, parse_interval
@@ -41,15 +42,24 @@ _DATETIME_RANGE_US: Final = (
 @dataclass(frozen=True)
 class CrossSection:
     """Per symbol, the newest row knowable at `as_of` (sorted by symbol); `stale` lists, sorted, the symbols
-    whose newest knowable row is older than the staleness window and that `rows` therefore leaves out."""
+    whose newest knowable row is older than the staleness window and that `rows` therefore leaves out.
+
+    The rows are held as columns (`found`, symbols by their position in `labels`, the run's sorted symbols),
+    which is what the answer encoders read; `rows` builds the pandas frame on first use, for Python callers.
+    """
 
     as_of: pd.Timestamp
     run_id: str
     dataset: str
     interval: str
     features: list[str]
-    rows: pd.DataFrame
-    stale: list[str]
+    found: Rows = field(repr=False, compare=False)
+    labels: pd.api.extensions.ExtensionArray = field(repr=False, compare=False)
+    stale: list[str] = field(default_factory=list)
+
+    @cached_property
+    def rows(self) -> pd.DataFrame:
+        return frame(self.found, self.labels, self.features)
 
 
 @dataclass(frozen=True)
@@ -223,10 +233,11 @@ class FeatureStore:
         index: bool = True,
         catalog_wait: float = 10.0,
         default_dataset: str | None = None,
+        column_bytes: int = COLUMN_BYTES,
     ) -> None:
         self.catalog = Catalog(data_dir, lock_timeout=catalog_wait)
         self.default_dataset = default_dataset
-        self._source: Source = MemoryIndex() if index else ParquetSource()
+        self._source: Source = MemoryIndex(column_bytes=column_bytes) if index else ParquetSource()
         self._views: dict[str, RunView] = {}
         self._datasets: tuple[tuple, dict[str, RunInfo]] | None = None
         self._read_at: dict[str, float] = {}
@@ -304,7 +315,7 @@ class FeatureStore:
                 run.info, code, names, until=sight.until, first=first, last=last
             )
         rows, _ = point_in_time(candidates, sight, run, np.array([code]))
-        return _frame(run, rows, names)
+        return frame(rows, run.labels, names)
 
     def run(self, run_id: str | None = None, dataset: str | None = None) -> RunInfo:
         """The pinned run, or the newest of the dataset: what an unpinned read uses (cached like reads)."""
@@ -330,7 +341,8 @@ class FeatureStore:
             dataset=run.info.spec.dataset,
             interval=run.info.interval,
             features=features,
-            rows=_frame(run, rows, features),
+            found=rows,
+            labels=run.labels,
             stale=stale,
         )
 
@@ -344,7 +356,8 @@ class FeatureStore:
     def _view(self, run_id: str | None, dataset: str | None = None) -> RunView:
         """The pinned run (RunNotFound if unknown), else the newest run of `dataset` (see `dataset_of`)."""
         if run_id is None:
-            run_id = self.datasets()[self.dataset_of(dataset)].run_id
+            datasets = self.datasets()
+            run_id = datasets[self.dataset_of(dataset, datasets)].run_id
         view = self._views.get(run_id)
         if view is None:
             info = self.catalog.run(run_id)
@@ -363,11 +376,12 @@ class FeatureStore:
         since = time.monotonic() - seconds
         return frozenset(run_id for run_id, read_at in list(self._read_at.items()) if read_at >= since)
 
-    def dataset_of(self, dataset: str | None) -> str:
+    def dataset_of(self, dataset: str | None, datasets: dict[str, RunInfo] | None = None) -> str:
         """The dataset an unpinned read follows: the one named, else the default (`default_dataset`, or the
         only dataset there is); NoRunError when nothing is published, DatasetNotFound for an unknown name,
-        InvalidInput listing the datasets when several exist and none is named."""
-        datasets = self.datasets()
+        InvalidInput listing the datasets when several exist and none is named. `datasets`: what
+        `datasets()` just answered, if the caller has it."""
+        datasets = self.datasets() if datasets is None else datasets
         if not datasets:
             raise NoRunError("no run is published yet; run a backfill first")
         name = dataset or self.default_dataset or (next(iter(datasets)) if len(datasets) == 1 else None)
@@ -416,11 +430,12 @@ def resolve_features(features: Iterable[str] | str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _frame(run: RunView, rows: Rows, features: list[str]) -> pd.DataFrame:
-    """Rows as the read path serves them: instants as datetime64[ns, UTC], votes Int8, values float64."""
+def frame(rows: Rows, labels: pd.api.extensions.ExtensionArray, features: list[str]) -> pd.DataFrame:
+    """Rows as the read path serves them to Python: `labels` the run's sorted symbols, instants as
+    datetime64[ns, UTC], votes Int8, values float64."""
     return pd.DataFrame(
         {
-            "symbol": run.labels.take(rows.code),
+            "symbol": labels.take(rows.code),
             "ts": _utc(rows.ts),
             "available_at": _utc(rows.available_at),
             "bars": rows.bars,

@@ -6,8 +6,9 @@ from typing import Annotated
 import pandas as pd
 from fastapi import APIRouter, Query, Response
 
-from api.encode import MEDIA_TYPES, Format, cross_section_documents, json_rows, stack
+from api.encode import MEDIA_TYPES, Format, cross_section_documents, frame_columns, json_rows, stack
 from api.errors import ERROR_RESPONSES
+from api.reads import ReadLimits
 from api.responses import json_response, table_response
 from api.schemas import (
     BatchIn,
@@ -16,11 +17,12 @@ from api.schemas import (
     FeaturesQuery,
     HistoryOut,
     HistoryQuery,
+    ReadOptions,
     store_features,
 )
-from api.state import Reads, Store
+from api.state import Cache, Reads, Store
 from storage.catalog import RunInfo
-from storage.read import resolve_features
+from storage.read import FeatureStore, resolve_features
 from vocabulary.features import ROW_META
 from vocabulary.time import iso, parse_interval
 
@@ -46,12 +48,34 @@ def _features(features: list[str] | None) -> int:
     return len(resolve_features(store_features(features)))
 
 
+def _question(
+    kind: str, run: RunInfo, instants: list[pd.Timestamp], options: ReadOptions, form: str
+) -> tuple:
+    """What an answer depends on: the same question to the same (immutable) run has the same bytes."""
+    symbols = None if options.symbols is None else tuple(sorted(set(options.symbols)))
+    features = store_features(options.features)
+    named = features if features is None or isinstance(features, str) else tuple(features)
+    moments = tuple(iso(instant) for instant in instants)  # exact whatever the unit (years past 2262)
+    return (kind, run.run_id, moments, symbols, named, options.max_staleness, form)
+
+
 @router.get("/features", response_model=CrossSectionOut, responses=_RESPONSES)
-def cross_section(query: Annotated[FeaturesQuery, Query()], store: Store, reads: Reads) -> Response:
+def cross_section(
+    query: Annotated[FeaturesQuery, Query()], store: Store, reads: Reads, answers: Cache
+) -> Response:
     """The cross-section as of `as_of`: per symbol, its newest row with `available_at <= as_of`, unless
     stale (listed under `stale` instead)."""
     run = store.run(query.run_id, query.dataset)  # resolved once: the limit and the read see the same run
     reads.check(1, _symbols(run, query.symbols), _features(query.features))
+    if query.as_of is None:  # "now" is never asked again: nothing to keep
+        return _cross_section(query, store, reads, run)
+    question = _question("section", run, [query.as_of], query, query.format)
+    if (answer := answers.get(question)) is not None:
+        return answer.response()
+    return answers.keep(question, _cross_section(query, store, reads, run))
+
+
+def _cross_section(query: FeaturesQuery, store: FeatureStore, reads: ReadLimits, run: RunInfo) -> Response:
     with reads.slot():  # encoding included: it is where an answer's memory peaks
         section = store.cross_section(
             query.as_of or _now(),
@@ -72,11 +96,20 @@ def cross_section(query: Annotated[FeaturesQuery, Query()], store: Store, reads:
 
 
 @router.post("/features/batch", response_model=BatchOut, responses=_RESPONSES)
-def batch(body: BatchIn, store: Store, reads: Reads, format: Annotated[Format, Query()] = "json") -> Response:
+def batch(
+    body: BatchIn, store: Store, reads: Reads, answers: Cache, format: Annotated[Format, Query()] = "json"
+) -> Response:
     """One cross-section per `as_of`, all from one run (a whole rebalance schedule in one call). Arrow and
     CSV stack the rows under a leading `as_of` column."""
     run = store.run(body.run_id, body.dataset)
     reads.check(len(body.as_of), _symbols(run, body.symbols), _features(body.features))
+    question = _question("batch", run, body.as_of, body, format)
+    if (answer := answers.get(question)) is not None:
+        return answer.response()
+    return answers.keep(question, _batch(body, store, reads, run, format))
+
+
+def _batch(body: BatchIn, store: FeatureStore, reads: ReadLimits, run: RunInfo, format: Format) -> Response:
     with reads.slot():
         sections = store.batch(
             body.as_of,
@@ -121,7 +154,9 @@ def history(symbol: str, query: Annotated[HistoryQuery, Query()], store: Store, 
             "interval": run.interval,
         }
         if query.format == "json":
-            return json_response(metadata | {"features": features, "rows": json_rows([rows])[0]})
+            return json_response(
+                metadata | {"features": features, "rows": json_rows([frame_columns(rows)])[0]}
+            )
         return table_response(rows, query.format, metadata)
 
 

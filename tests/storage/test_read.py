@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from storage.catalog import Catalog, NoRunError, RunNotFound, SymbolNotFound
-from storage.index import RunIndex
+from storage.index import ColumnBudget, RunIndex
 from storage.read import FeatureStore, RunView, Sight, point_in_time
 from tests.support.rows import daily, feature_rows, publish
 from vocabulary.features import FEATURES, RATINGS, VOTES
@@ -256,7 +256,8 @@ def test_the_index_between_checkpoints_finds_the_same_rows(market: tuple) -> Non
     """A checkpoint table too small for one row per instant makes the index bisect; answers must not move."""
     data_dir, run, _ = market
     view = RunView.load(Catalog(data_dir), run)
-    exact, coarse = RunIndex(run), RunIndex(run, max_cells=50)
+    columns = ColumnBudget(1 << 30)
+    exact, coarse = RunIndex(run, columns), RunIndex(run, columns, max_cells=50)
     everyone = np.arange(len(run.symbols))
     for as_of in pd.date_range("2023-12-30", "2024-04-05", freq="17h", tz="UTC"):
         sight = Sight.at(as_of, (as_of - pd.Timedelta(days=4)).as_unit("ns").value)
@@ -307,3 +308,18 @@ def test_unknown_run_symbol_feature_and_bad_input_are_named(market: tuple, tmp_p
     with pytest.raises(NoRunError, match="no run is published"):
         FeatureStore(tmp_path / "empty").cross_section("2024-02-01")
     assert isinstance(RunNotFound("x"), LookupError) and isinstance(NoRunError(), LookupError)
+
+
+def test_feature_columns_share_one_budget_and_are_read_again_once_dropped(market: tuple) -> None:
+    """Memory follows the features asked for, across runs: past the budget the least recently used column
+    goes, and asking for it again reads it again, with the same answer."""
+    data_dir, *_ = market
+    one_column = 8 * Catalog(data_dir).latest_run().rows  # a float column of the run
+    store = FeatureStore(data_dir, column_bytes=2 * one_column)
+    first = store.cross_section("2024-03-01", features=["RSI", "ADX"]).rows
+    budget = store._source.columns
+    assert budget._bytes == 2 * one_column
+    store.cross_section("2024-03-01", features=["UO"])  # a third column: the least recent goes
+    assert budget._bytes == 2 * one_column and len(budget._held) == 2
+    again = store.cross_section("2024-03-01", features=["RSI", "ADX"]).rows
+    pd.testing.assert_frame_equal(again, first)
