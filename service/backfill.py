@@ -11,15 +11,13 @@ among them a symbol whose bars do not have the lake's interval (`service.sources
 worker fails altogether is retried one symbol per task, so that a symbol that kills its worker fails alone.
 """
 
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
-from service.chunks import CHUNK_BARS, Chunk, ChunkResult, failed, plan_chunks, run_chunk
+from service.chunks import CHUNK_BARS, Chunk, ChunkResult, failed, plan_chunks, run_chunk, timed
 from service.executors import Cancelled, Executor, executor_for, results
 from service.sources.lake import Lake, read_candidates, read_returns
 from storage.catalog import RunInfo, SymbolStatus
@@ -147,7 +145,7 @@ class HistoricalFeatureBackfill:
                 _check_something_stored(ordered, start, end)
                 if cancelled():
                     raise BackfillCancelled("backfill cancelled before publishing")
-                with _timed(timings, "publish"):
+                with timed(timings, "publish"):
                     run = writer.publish(
                         lambda function, tasks: results(executor, function, tasks, cancelled),
                         executor.parallelism,
@@ -224,15 +222,6 @@ def _check_something_stored(
         first = start.isoformat() if start is not None else "the start"
         last = end.isoformat() if end is not None else "the end"
         raise BackfillFailed(f"no symbol has a bar between {first} and {last}, nothing published", statuses)
-
-
-@contextmanager
-def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
-    began = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[stage] += time.perf_counter() - began
 
 
 def _never() -> bool:

@@ -97,11 +97,11 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
             statuses[symbol] = loaded
         else:
             frames[symbol], reports[symbol] = loaded
-    with _timed(timings, "compute"):
+    with timed(timings, "compute"):
         rows, failures = _rated(chunk, frames, reports)
         statuses |= failures
     staged = None
-    with _timed(timings, "write"):
+    with timed(timings, "write"):
         if rows is not None and len(rows):
             table = to_table(rows, spec)
             staged = piece(table) if chunk.in_memory else stage_table(chunk.pieces, chunk.name, table)
@@ -118,9 +118,9 @@ def _load(
     """The symbol's bars at the run's interval (cleaned, then resampled when the lake is finer) and its
     cleaning report (about the lake's rows), or its failed status saying why there are none."""
     try:
-        with _timed(timings, "read"):
+        with timed(timings, "read"):
             raw = lake.read(symbol)
-        with _timed(timings, "clean"):
+        with timed(timings, "clean"):
             bars, report = clean_bars(raw, keep_zero_volume=spec.keep_zero_volume)
             problem = spacing_problem(raw["ts"], lake.interval)
     except SymbolRefused as error:
@@ -135,7 +135,7 @@ def _load(
         # The lake's coverage: its newest row, or `end` when that says the data is complete further.
         newest = raw["ts"].max()
         covered = newest if spec.end is None else max(newest, spec.end)
-        with _timed(timings, "clean"):
+        with timed(timings, "clean"):
             bars = resample(bars, parse_interval(spec.interval), complete_until=covered)
         if bars.empty:
             return failed(
@@ -244,7 +244,8 @@ def _counts(report: CleaningReport | None) -> dict:
 
 
 @contextmanager
-def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the time the block takes to `timings[stage]`."""
     began = time.perf_counter()
     try:
         yield
