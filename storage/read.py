@@ -9,6 +9,7 @@ same answers by tests.
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from vocabulary.features import FEATURES, RATINGS
 from vocabulary.time import nanoseconds, parse_instant, parse_interval
 
 logger = logging.getLogger(__name__)
+
+VIEWS_HELD: Final = 64
 
 _INT64: Final = np.iinfo(np.int64)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -238,7 +241,9 @@ class FeatureStore:
         self.catalog = Catalog(data_dir, lock_timeout=catalog_wait)
         self.default_dataset = default_dataset
         self._source: Source = MemoryIndex(column_bytes=column_bytes) if index else ParquetSource()
-        self._views: dict[str, RunView] = {}
+        self._views: OrderedDict[str, RunView] = OrderedDict()
+        """The runs read lately (a service lives for months: every update makes a run)."""
+        self._views_lock = threading.Lock()
         self._datasets: tuple[tuple, dict[str, RunInfo]] | None = None
         self._read_at: dict[str, float] = {}
 
@@ -358,16 +363,21 @@ class FeatureStore:
         if run_id is None:
             datasets = self.datasets()
             run_id = datasets[self.dataset_of(dataset, datasets)].run_id
-        view = self._views.get(run_id)
+        with self._views_lock:
+            view = self._views.get(run_id)
         if view is None:
-            info = self.catalog.run(run_id)
-            view = self._views[run_id] = RunView.load(self.catalog, info)
+            view = RunView.load(self.catalog, self.catalog.run(run_id))  # catalog I/O, outside the lock
+        with self._views_lock:
+            self._views[run_id] = view
+            self._views.move_to_end(run_id)
+            while len(self._views) > VIEWS_HELD:
+                self._views.popitem(last=False)
         if dataset is not None and view.info.spec.dataset != dataset:
             raise InvalidInput(
                 f"run {run_id} belongs to dataset {view.info.spec.dataset!r}, not {dataset!r}",
                 field="dataset",
             )
-        self._read_at[run_id] = time.monotonic()
+        self._read_at[run_id] = time.monotonic()  # one entry a run ever read: a few bytes each
         return view
 
     def pinned(self, seconds: float) -> frozenset[str]:
