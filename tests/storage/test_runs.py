@@ -43,7 +43,9 @@ def test_publish_writes_one_sorted_typed_parquet_and_catalogues_the_run(tmp_path
     )
     assert run.features == list(FEATURES)
     assert run.code_version == code_version() and run.code_version.startswith("0.")
-    assert run.spec == spec() and run.layout == RUN_LAYOUT == 2
+    assert run.spec == spec() and run.layout == RUN_LAYOUT == 3
+    assert (run.made_by, run.lineage, run.parent, run.state_files) == ("backfill", (), None, ())
+    assert Catalog(tmp_path).run(run.run_id) == run
     assert [file.name for file in run.files()] == sorted(os.listdir(run.path)) == ["part-00000.parquet"]
     assert visible_entries(tmp_path) == [run.run_id]
 
