@@ -4,6 +4,7 @@ Errors print one line naming what was wrong and exit 1, never a traceback.
 """
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -74,6 +75,7 @@ def update(
             lake=None if lake is None else lake.resolve(),
             executor=executor,
         )
+        began = time.perf_counter()
         with progress_bar("update", "symbols") as progress:
             result = update_run(
                 existing_data_dir(data_dir),
@@ -82,12 +84,13 @@ def update(
                 ray_address=ray_address,
                 progress=progress,
             )
-        _print_result(Console(soft_wrap=False), result)
+        _print_result(Console(soft_wrap=False), result, time.perf_counter() - began)
 
 
-def _print_result(out: Console, result: BackfillResult) -> None:
-    """The run published (or that none was), then what was revised, added, kept or failed, and the time;
-    plain lines (symbols hold colons, which rich would read as emoji codes)."""
+def _print_result(out: Console, result: BackfillResult, seconds: float) -> None:
+    """The run published (or that none was), then what was revised, added, kept or failed, and the time
+    (the stages, then the update's wall time, start-up excluded); plain lines (symbols hold colons, which
+    rich would read as emoji codes)."""
     run, update = result.run, result.update
     assert update is not None, "an update's result says what it did"
     if not update.published:
@@ -108,4 +111,4 @@ def _print_result(out: Console, result: BackfillResult) -> None:
     if failed:
         out.print(symbol_table(failed))
     split = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
-    typer.echo(f"time: {split}")
+    typer.echo(f"time: {split}; {seconds:.2f}s in all")

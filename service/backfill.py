@@ -9,6 +9,8 @@ cores or on a Ray cluster (`service.executors`); each stages its rows as a piece
 parts are then written from the pieces, in parallel too (`storage.parts`). One bad symbol fails on its own,
 among them a symbol whose bars do not have the lake's interval (`service.sources.spacing`); a chunk whose
 worker fails altogether is retried one symbol per task, so that a symbol that kills its worker fails alone.
+Each chunk also hands back its symbols' carried states (`service.carried`), which the run stores and an
+update (`service.update`: this backfill with a `Base`) continues from.
 """
 
 import time

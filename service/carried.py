@@ -54,10 +54,16 @@ class Carried:
     rated: NDArray[np.uint64]
 
     @classmethod
-    def of(cls, state: SymbolState, bars: pd.DataFrame, before: "Carried | None" = None) -> "Carried":
-        """The carried state after rating `bars` (the bars after `before`'s, or all of them) to `state`."""
-        prints = fingerprints(bars)
-        return cls(state, _add(before.digest if before else 0, prints), nanoseconds(bars), prints)
+    def of(
+        cls,
+        state: SymbolState,
+        rated_ts: NDArray[np.int64],
+        rated: NDArray[np.uint64],
+        before: "Carried | None" = None,
+    ) -> "Carried":
+        """The carried state after rating, to `state`, the bars of these open times and fingerprints: those
+        after `before`'s, or all of a symbol's."""
+        return cls(state, _add(before.digest if before else 0, rated), rated_ts, rated)
 
     def unchanged(self) -> "Carried":
         """This state carried into a run that rated none of the symbol's bars."""

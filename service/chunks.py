@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -114,12 +115,14 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
         else:
             inputs[symbol], reports[symbol] = _rated_input(chunk, loaded[0]), loaded[1]
     with _timed(timings, "compute"):
-        frames, carried, revised = _continued(chunk, inputs)
+        prints = {symbol: fingerprints(bars) for symbol, bars in inputs.items()}
+        frames, carried, revised = _continued(chunk, inputs, prints)
         rows, states, failures = _rated(chunk, frames, carried, reports)
         statuses |= failures
-        after = {
-            symbol: Carried.of(state, frames[symbol], carried.get(symbol)) for symbol, state in states.items()
-        }
+        after = {}
+        for symbol, state in states.items():  # a frame rated is its input, or the input's bars after a state
+            rated = prints[symbol][len(inputs[symbol]) - len(frames[symbol]) :]
+            after[symbol] = Carried.of(state, nanoseconds(frames[symbol]), rated, carried.get(symbol))
     staged = None
     with _timed(timings, "write"):
         if rows is not None and len(rows):
@@ -140,22 +143,22 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
 
 
 def _continued(
-    chunk: Chunk, inputs: dict[str, pd.DataFrame]
+    chunk: Chunk, inputs: dict[str, pd.DataFrame], prints: dict[str, np.ndarray]
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Carried], dict[str, pd.Timestamp]]:
     """What to rate: each symbol's bars after its carried state's last one, from that state, when the bars
-    up to it are those it was rated from (their digest is the carried one); else all its bars, from its
-    first, and, for a revised symbol, the open time of its first bar that changed."""
+    up to it are those it was rated from (the digest of their fingerprints `prints` is the carried one);
+    else all its bars, from its first, and, for a revised symbol, the open time of its first bar that
+    changed."""
     frames, carried, changed = dict(inputs), {}, {}
     for symbol, bars in inputs.items():
         before = chunk.carried.get(symbol)
         if before is None:
             continue
         seen = int(bars["ts"].searchsorted(before.state.last_ts, side="right"))
-        prints = fingerprints(bars.iloc[:seen])
-        if digest(prints) == before.digest:
+        if digest(prints[symbol][:seen]) == before.digest:
             frames[symbol], carried[symbol] = bars.iloc[seen:], before
         else:
-            changed[symbol] = (nanoseconds(bars)[:seen], prints)
+            changed[symbol] = (nanoseconds(bars)[:seen], prints[symbol][:seen])
     old = rated_inputs(chunk.lineage, sorted(changed)) if changed else {}
     revised = {symbol: first_change(*old[symbol], *new) for symbol, new in changed.items()}
     return frames, carried, revised
