@@ -479,12 +479,12 @@ def _repeats(symbols: pa.Array, ts: np.ndarray) -> np.ndarray:
 
 
 def _keys(source: Path | pa.Table, symbols: pa.Array) -> pa.Table:
-    """The `symbol` and `ts` of a staged piece's rows of `symbols`."""
+    """The `symbol` and `ts` of a staged piece's rows of `symbols` (a piece file is mapped, not read: only
+those two columns are touched)."""
     if isinstance(source, pa.Table):
         table = source.select(["symbol", "ts"])
-    else:
-        with pa.OSFile(str(source), "rb") as file:
-            table = pa.ipc.open_file(file).read_all().select(["symbol", "ts"])
+    else:  # the arrays keep the mapping alive
+        table = pa.ipc.open_file(pa.memory_map(str(source))).read_all().select(["symbol", "ts"])
     return table.filter(pc.is_in(table["symbol"], value_set=symbols))
 
 
