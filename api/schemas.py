@@ -22,6 +22,7 @@ from pydantic import (
 
 from api.encode import Format
 from service.jobs.store import KINDS, JobStatus
+from storage.catalog import MADE_BY
 from vocabulary.errors import InvalidInput
 from vocabulary.features import FEATURES, RATINGS
 from vocabulary.rules import DEFAULT_RULES, MAX_HISTORY_BARS, RULE_SETS
@@ -242,6 +243,35 @@ class BackfillIn(BaseModel):
     )
 
 
+class UpdateIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{}, {"lake": "lake"}, {"dataset": "crypto_1d"}]},
+    )
+
+    lake: DataPath | None = Field(
+        None,
+        description="the OHLCV folder (or long file) to read, relative to the data dir; default: the run's",
+    )
+    dataset: str | None = Field(
+        None,
+        max_length=64,
+        description="with the run id `newest`: the dataset whose newest run to update (default: the default "
+        "dataset); with a run id: must be that run's",
+    )
+    executor: Literal[EXECUTORS] = Field(  # type: ignore[valid-type]
+        "local", description="where it computes, as for a backfill"
+    )
+
+
+class CompactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"dataset": "crypto_1d"}]})
+
+    dataset: str | None = Field(
+        None, max_length=64, description="with the run id `newest`: the dataset whose newest run to compact"
+    )
+
+
 class AuditIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"samples": 50, "seed": 7}]})
 
@@ -364,6 +394,15 @@ class RunOut(BaseModel):
     rows: int
     features: list[str]
     params: dict[str, Any]
+    made_by: Literal[MADE_BY] = Field(  # type: ignore[valid-type]
+        description="backfill; update (its parent's rows plus the new bars'); compact (rows rewritten)"
+    )
+    parent: str | None = Field(
+        description="the run it was made from: an update's parent, a compaction's source"
+    )
+    ancestors: list[str] = Field(
+        description="the chain it was made from, parent first (a run made by updates shares their files)"
+    )
 
 
 class DatasetOut(BaseModel):

@@ -6,7 +6,7 @@
 import importlib
 import sys
 
-SECTIONS = ("ratings", "store", "backfill", "http", "load", "backtest")
+SECTIONS = ("ratings", "store", "backfill", "update", "http", "load", "backtest")
 
 
 def main(argv: list[str]) -> None:

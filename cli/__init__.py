@@ -11,6 +11,7 @@ COMMANDS = (
     "audit",
     "backfill",
     "backtest",
+    "compact",
     "demo",
     "export",
     "features",
@@ -18,6 +19,7 @@ COMMANDS = (
     "pipeline",
     "ratings",
     "serve",
+    "update",
 )
 
 

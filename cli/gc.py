@@ -8,7 +8,7 @@ import typer
 
 from cli.console import DataDir, existing_data_dir, one_line_errors
 from cli.root import app
-from service.jobs.store import ACTIVE, JobStore
+from service.jobs.store import JobStore
 from storage.catalog import Catalog
 from storage.datadir import refuse_if_served
 from storage.retention import collect
@@ -29,8 +29,7 @@ def gc(
     with one_line_errors():
         refuse_if_served(data_dir, "it runs retention itself after each publish: set ASOF_KEEP_RUNS for it")
         catalog = Catalog(existing_data_dir(data_dir))
-        needed = frozenset(job.run_id for job in JobStore(catalog).recent(statuses=ACTIVE) if job.run_id)
-        collected = collect(catalog, keep=keep, pinned=needed)
+        collected = collect(catalog, keep=keep, pinned=JobStore(catalog).needed())
         for run_id in collected.runs:
             typer.echo(f"deleted run {run_id}")
         for run_id in collected.swept:

@@ -9,6 +9,8 @@ cores or on a Ray cluster (`service.executors`); each stages its rows as a piece
 parts are then written from the pieces, in parallel too (`storage.parts`). One bad symbol fails on its own,
 among them a symbol whose bars do not have the lake's interval (`service.sources.spacing`); a chunk whose
 worker fails altogether is retried one symbol per task, so that a symbol that kills its worker fails alone.
+Each chunk also hands back its symbols' carried states (`service.carried`), which the run stores and an
+update (`service.update`: this backfill with a `Base`) continues from.
 """
 
 from collections.abc import Callable, Iterator
@@ -16,7 +18,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
+from service.carried import Carried
+from service.carried import to_table as carried_table
 from service.chunks import CHUNK_BARS, Chunk, ChunkResult, failed, plan_chunks, run_chunk, timed
 from service.executors import Cancelled, Executor, executor_for, results
 from service.sources.lake import Lake, read_candidates, read_returns
@@ -51,10 +56,41 @@ class BackfillFailed(AsofError):
 
 
 @dataclass(frozen=True)
+class Base:
+    """What an update continues: the parent run, and the state it carried for each of its symbols."""
+
+    run: RunInfo
+    carried: dict[str, Carried]
+
+    def carried_of(self, symbols: tuple[str, ...]) -> dict[str, Carried]:
+        return {symbol: self.carried[symbol] for symbol in symbols if symbol in self.carried}
+
+
+@dataclass(frozen=True)
+class Updated:
+    """What an update did beyond a backfill's work. `revised`: symbols whose bars already rated changed in
+    the lake, rated again in full (their parent's rows are not served by the new run), with the open time
+    of the first bar that changed; `added`: symbols new to the run, backfilled in full; `kept`: symbols
+    that could not be read this time, whose rows and state the run keeps as they were, and why;
+    `published`: False when nothing changed (no new row, no revision), so no run was published and the
+    parent is still the current one."""
+
+    parent: str
+    revised: dict[str, pd.Timestamp]
+    added: list[str]
+    kept: dict[str, str]
+    published: bool = True
+
+
+@dataclass(frozen=True)
 class BackfillResult:
+    """The run published (an update that found nothing new: its parent), how each symbol fared, the
+    seconds of each stage (STAGES), and for an update what it did (`update`)."""
+
     run: RunInfo
     statuses: list[SymbolStatus]
     timings: dict[str, float]
+    update: Updated | None = None
 
 
 def located(data_dir: Path | str, path: str) -> Path:
@@ -72,7 +108,9 @@ def open_lake(data_dir: Path | str, spec: BackfillSpec) -> Lake:
 class HistoricalFeatureBackfill:
     """Backfill a lake into a new run of `data_dir` as `spec` says. `chunk_bars` lake rows are rated at once
     per worker, which bounds memory; `ray_address` is the Ray cluster of `spec.executor == "ray"` (None: a
-    local one); `executor` overrides both (tests, benchmarks)."""
+    local one); `executor` overrides both (tests, benchmarks). With a `base`, the run is an update of
+    `base.run` (`service.update`): it shares the parent's parts and rates only the bars after each
+    symbol's carried state, plus the symbols new to the universe and those revised in full."""
 
     def __init__(
         self,
@@ -82,6 +120,7 @@ class HistoricalFeatureBackfill:
         chunk_bars: int = CHUNK_BARS,
         ray_address: str | None = None,
         executor: Executor | None = None,
+        base: Base | None = None,
     ):
         if chunk_bars < 1:
             raise InvalidInput(f"must be at least 1, got {chunk_bars}", field="chunk_bars")
@@ -90,6 +129,7 @@ class HistoricalFeatureBackfill:
         self.chunk_bars = chunk_bars
         self.ray_address = ray_address
         self.executor = executor
+        self.base = base
 
     def run(
         self, *, progress: Progress | None = None, cancelled: Callable[[], bool] | None = None
@@ -104,6 +144,10 @@ class HistoricalFeatureBackfill:
         cancelled = cancelled or _never
         lake = open_lake(self.data_dir, self.spec)
         universe, origin, (start, end) = self._universe(lake)
+        base = self.base
+        if base is not None:  # an update keeps every symbol its parent carries, and adds the universe's
+            named = set(universe)
+            universe += [symbol for symbol in sorted(base.carried) if symbol not in named]
         if not universe:
             raise InvalidInput(f"the universe is empty: {origin} names no symbols")
         spec = self.spec
@@ -115,8 +159,11 @@ class HistoricalFeatureBackfill:
         }
         present = [symbol for symbol in universe if symbol in known]
         executor = self.executor or executor_for(spec.executor, self.ray_address)
+        made_by, lineage = (
+            ("backfill", ()) if base is None else ("update", (base.run.run_id, *base.run.lineage))
+        )
         try:
-            with RunWriter(self.data_dir, spec) as writer:
+            with RunWriter(self.data_dir, spec, made_by=made_by, lineage=lineage) as writer:
                 progress(0, len(universe))
                 chunks = [
                     Chunk(
@@ -129,33 +176,50 @@ class HistoricalFeatureBackfill:
                         writer.pieces,
                         f"chunk-{k:06d}",
                         in_memory=executor.shares_memory,
+                        carried={} if base is None else base.carried_of(symbols),
+                        lineage=() if base is None else base.run.state_files,
                     )
                     for k, symbols in enumerate(self._plan(lake, present, executor.parallelism))
                 ]
+                states: list[pa.Table] = []
+                revised: dict[str, pd.Timestamp] = {}
+                new_rows = 0
                 for chunk_result in self._rate(executor, chunks, cancelled):
                     statuses |= {status.symbol: status for status in chunk_result.statuses}
                     if chunk_result.staged is not None:
                         writer.add_staged(chunk_result.staged)
+                        new_rows += chunk_result.staged.rows
+                    if chunk_result.states is not None:
+                        states.append(chunk_result.states)
+                    revised |= chunk_result.revised
                     for stage, seconds in chunk_result.timings.items():
                         timings[stage] += seconds
                     progress(len(statuses), len(universe))
                 ordered = [statuses[symbol] for symbol in universe]
-                for status in ordered:
-                    writer.add_status(status)
-                _check_something_stored(ordered, start, end)
+                if base is None:
+                    for status in ordered:
+                        writer.add_status(status)
+                    _check_something_stored(ordered, start, end)
+                    updated = None
+                else:
+                    updated = _continue(writer, base, ordered, revised, states)
+                    if not new_rows and not revised:  # nothing a reader would see changed: no new run
+                        return BackfillResult(base.run, ordered, timings, replace(updated, published=False))
+                for table in states:
+                    writer.add_states(table)
                 if cancelled():
                     raise BackfillCancelled("backfill cancelled before publishing")
                 with timed(timings, "publish"):
                     run = writer.publish(
                         lambda function, tasks: results(executor, function, tasks, cancelled),
-                        executor.parallelism,
+                        executor.parallelism if base is None else 1,  # an update's few rows: few parts
                     )
         except Cancelled as error:
             raise BackfillCancelled(f"backfill cancelled: {error}") from None
         finally:
             if self.executor is None:
                 executor.close()
-        return BackfillResult(run=run, statuses=ordered, timings=timings)
+        return BackfillResult(run=run, statuses=ordered, timings=timings, update=updated)
 
     def _plan(self, lake: Lake, symbols: list[str], parallelism: int) -> list[tuple[str, ...]]:
         """The chunks: at most `chunk_bars` lake rows each, and at least CHUNKS_PER_WORKER per worker when the
@@ -208,6 +272,31 @@ class HistoricalFeatureBackfill:
         else:
             symbols, origin = lake.symbols(), f"lake {spec.lake}"
         return list(dict.fromkeys(symbols)), origin, (start, end)
+
+
+def _continue(
+    writer: RunWriter,
+    base: Base,
+    statuses: list[SymbolStatus],
+    revised: dict[str, pd.Timestamp],
+    states: list[pa.Table],
+) -> Updated:
+    """Make the writer's run an update of `base.run`: it inherits the parent's rows but the revised
+    symbols'; a symbol the parent carries that could not be read or rated now keeps its rows, status and
+    state as they were (it is `kept`, with why); every other symbol's status is this run's."""
+    kept = {
+        status.symbol: status.reason or "not updated"
+        for status in statuses
+        if not status.ok and status.symbol in base.carried and status.symbol not in revised
+    }
+    for status in statuses:
+        if status.symbol not in kept:
+            writer.add_status(status)
+    writer.inherit(base.run, without=revised)
+    if kept:
+        states.append(carried_table({symbol: base.carried[symbol].unchanged() for symbol in kept}))
+    added = [status.symbol for status in statuses if status.rows and status.symbol not in base.carried]
+    return Updated(base.run.run_id, revised, added, kept)
 
 
 def _check_something_stored(

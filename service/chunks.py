@@ -1,24 +1,31 @@
-"""One chunk of a backfill: a few symbols' whole histories read from the lake, cleaned, (resampled,) rated
-and staged as one piece of the run, by whichever worker runs it (a thread here, a Ray worker elsewhere).
+"""One chunk of a backfill or an update: a few symbols' whole histories read from the lake, cleaned,
+(resampled,) rated and staged as one piece of the run, with each symbol's carried state as of its last
+rated bar, by whichever worker runs it (a thread here, a Ray worker elsewhere).
 
 A chunk holds symbols until their lake rows reach a budget of bars x features (`CHUNK_CELLS`), so a
 worker's memory is bounded by the budget or by one symbol's history, whichever is larger, whatever the
 universe or the history length. The unit is a symbol's whole history: the engine carries its state
-through a symbol's bars in one pass (time slices carrying that state can become chunks later, and would
-plan here). A symbol that cannot be read, cleaned or rated fails on its own, with its reason; the others go
-on.
+through a symbol's bars in one pass. In an update a symbol comes with the state its parent run carried
+(`service.carried`): its bars up to the state's last one are checked against the carried digest, and only
+the bars after it are rated, from the state; a symbol whose earlier bars changed (a revision) is rated in
+full, and the first bar that changed is found. A symbol that cannot be read, cleaned or rated fails on its
+own, with its reason; the others go on.
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from service.ratings.engine import rate
+from service.carried import Carried, digest, fingerprints, first_change, nanoseconds, rated_inputs
+from service.carried import to_table as states_table
+from service.ratings.engine import resume
 from service.sources.bars import CleaningReport, SymbolRefused, clean_bars
 from service.sources.lake import Lake
 from service.sources.resample import resample
@@ -56,13 +63,23 @@ class Chunk:
     name: str
     in_memory: bool = False
     """Hand the rows over as a table (the worker shares the writer's memory), not as a piece file."""
+    carried: Mapping[str, Carried] = field(default_factory=dict)
+    """In an update, the states the parent run carried for these symbols (a symbol without one is new)."""
+    lineage: tuple[Path, ...] = ()
+    """In an update, the parent's state files, oldest first: where a revision is located."""
 
 
 @dataclass(frozen=True)
 class ChunkResult:
+    """How each symbol fared, its stored rows (one piece, or None), the carried states of the symbols it
+    rated (Arrow, `service.carried.to_table`), the revised symbols with the first bar that changed, and
+    the seconds of each stage."""
+
     statuses: list[SymbolStatus]
     staged: Staged | None
     timings: dict[str, float] = field(default_factory=dict)
+    states: pa.Table | None = None
+    revised: dict[str, pd.Timestamp] = field(default_factory=dict)
 
 
 def plan_chunks(symbols: list[str], rows: dict[str, int], budget: int = CHUNK_BARS) -> list[tuple[str, ...]]:
@@ -89,27 +106,62 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
     timings = dict.fromkeys(("read", "clean", "compute", "write"), 0.0)
     lake = Lake(chunk.lake, spec.lake_interval, inside=chunk.inside)
     statuses: dict[str, SymbolStatus] = {}
-    frames: dict[str, pd.DataFrame] = {}
+    inputs: dict[str, pd.DataFrame] = {}
     reports: dict[str, CleaningReport] = {}
     for symbol in chunk.symbols:
         loaded = _load(lake, spec, symbol, timings)
         if isinstance(loaded, SymbolStatus):
             statuses[symbol] = loaded
         else:
-            frames[symbol], reports[symbol] = loaded
+            inputs[symbol], reports[symbol] = _rated_input(chunk, loaded[0]), loaded[1]
     with timed(timings, "compute"):
-        rows, failures = _rated(chunk, frames, reports)
+        prints = {symbol: fingerprints(bars) for symbol, bars in inputs.items()}
+        frames, carried, revised = _continued(chunk, inputs, prints)
+        rows, states, failures = _rated(chunk, frames, carried, reports)
         statuses |= failures
+        after = {}
+        for symbol, state in states.items():  # a frame rated is its input, or the input's bars after a state
+            rated = prints[symbol][len(inputs[symbol]) - len(frames[symbol]) :]
+            after[symbol] = Carried.of(state, nanoseconds(frames[symbol]), rated, carried.get(symbol))
     staged = None
     with timed(timings, "write"):
         if rows is not None and len(rows):
             table = to_table(rows, spec)
             staged = piece(table) if chunk.in_memory else stage_table(chunk.pieces, chunk.name, table)
+        states_after = states_table(after) if after else None
     spans = staged.spans if staged is not None else {}
     for symbol, report in reports.items():
         if symbol not in statuses:
             statuses[symbol] = _stored(symbol, report, spans.get(symbol))
-    return ChunkResult([statuses[symbol] for symbol in chunk.symbols], staged, timings)
+    return ChunkResult(
+        [statuses[symbol] for symbol in chunk.symbols],
+        staged,
+        timings,
+        states=states_after,
+        revised=revised,
+    )
+
+
+def _continued(
+    chunk: Chunk, inputs: dict[str, pd.DataFrame], prints: dict[str, np.ndarray]
+) -> tuple[dict[str, pd.DataFrame], dict[str, Carried], dict[str, pd.Timestamp]]:
+    """What to rate: each symbol's bars after its carried state's last one, from that state, when the bars
+    up to it are those it was rated from (the digest of their fingerprints `prints` is the carried one);
+    else all its bars, from its first, and, for a revised symbol, the open time of its first bar that
+    changed."""
+    frames, carried, changed = dict(inputs), {}, {}
+    for symbol, bars in inputs.items():
+        before = chunk.carried.get(symbol)
+        if before is None:
+            continue
+        seen = int(bars["ts"].searchsorted(before.state.last_ts, side="right"))
+        if digest(prints[symbol][:seen]) == before.digest:
+            frames[symbol], carried[symbol] = bars.iloc[seen:], before
+        else:
+            changed[symbol] = (nanoseconds(bars)[:seen], prints[symbol][:seen])
+    old = rated_inputs(chunk.lineage, sorted(changed)) if changed else {}
+    revised = {symbol: first_change(*old[symbol], *new) for symbol, new in changed.items()}
+    return frames, carried, revised
 
 
 def _load(
@@ -149,38 +201,46 @@ def _load(
 
 
 def _rated(
-    chunk: Chunk, frames: dict[str, pd.DataFrame], reports: dict[str, CleaningReport]
-) -> tuple[pd.DataFrame | None, dict[str, SymbolStatus]]:
-    """The stored rows of the chunk (None: no symbol was rated), and the symbols the engine could not rate:
-    if rating them together fails, each is rated alone, so one symbol's failure is its own."""
+    chunk: Chunk,
+    frames: dict[str, pd.DataFrame],
+    carried: dict[str, Carried],
+    reports: dict[str, CleaningReport],
+) -> tuple[pd.DataFrame | None, dict, dict[str, SymbolStatus]]:
+    """The stored rows of the chunk (None: no symbol was rated), the engine's states after them, and the
+    symbols the engine could not rate: if rating them together fails, each is rated alone, so one symbol's
+    failure is its own."""
     if not frames:
-        return None, {}
+        return None, {}, {}
     try:
-        return _rows(chunk, frames), {}
+        return *_rows(chunk, frames, carried), {}
     except Exception:
         pass  # find the symbol at fault below
-    rows, failures = [], {}
+    rows, states, failures = [], {}, {}
     for symbol, frame in frames.items():
         try:
-            rows.append(_rows(chunk, {symbol: frame}))
+            symbol_rows, symbol_states = _rows(chunk, {symbol: frame}, carried)
         except Exception as error:
             failures[symbol] = failed(
                 symbol, f"rating failed: {type(error).__name__}: {error}", reports[symbol]
             )
-    return (pd.concat(rows, ignore_index=True) if rows else None), failures
+        else:
+            rows.append(symbol_rows)
+            states |= symbol_states
+    return (pd.concat(rows, ignore_index=True) if rows else None), states, failures
 
 
-def _rows(chunk: Chunk, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Rate the bars of `frames` under the spec's rules, keep those in `[start, end]`, and stamp their
-    `available_at`. With `history_bars` N a stored row reads only the N bars up to it, so bars before that
-    (and after `end`) are not rated at all: each rated bar costs N bars of work."""
+def _rows(
+    chunk: Chunk, frames: dict[str, pd.DataFrame], carried: dict[str, Carried]
+) -> tuple[pd.DataFrame, dict]:
+    """Rate the bars of `frames` under the spec's rules (from the carried states where there are), keep
+    the rows in `[start, end]`, and stamp their `available_at`; and the engine's states after them."""
     spec = chunk.spec
-    if spec.history_bars is not None:
-        frames = {
-            symbol: _bars_needed(bars, chunk.start, chunk.end, spec.history_bars)
-            for symbol, bars in frames.items()
-        }
-    rated = rate(frames, rules=spec.rules, history_bars=spec.history_bars)
+    rated, states = resume(
+        frames,
+        {symbol: before.state for symbol, before in carried.items() if symbol in frames},
+        rules=spec.rules,
+        history_bars=spec.history_bars,
+    )
     ts = rated["ts"]
     keep = pd.Series(True, index=rated.index)
     if chunk.start is not None:
@@ -190,7 +250,15 @@ def _rows(chunk: Chunk, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     rows = rated[keep.to_numpy()] if not keep.all() else rated
     rows = rows.reset_index(drop=True)
     rows.insert(2, "available_at", available_at(rows["ts"], spec.interval, spec.lag))
-    return rows
+    return rows, states
+
+
+def _rated_input(chunk: Chunk, bars: pd.DataFrame) -> pd.DataFrame:
+    """The bars a symbol's stored rows are rated from: all of them; with `history_bars` N only those the
+    rows of `[start, end]` read (each rated bar costs N bars of work, so bars before that, and after `end`,
+    are not rated at all)."""
+    history_bars = chunk.spec.history_bars
+    return bars if history_bars is None else _bars_needed(bars, chunk.start, chunk.end, history_bars)
 
 
 def _bars_needed(

@@ -15,6 +15,7 @@ import os
 import random
 import secrets
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,22 +30,30 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from storage.parts import PART_PREFIX
+from storage.parts import PART_PREFIX, Span
 from vocabulary.errors import InvalidInput, NotFound, Unavailable
 from vocabulary.spec import BackfillSpec
 
 CATALOG_FILE: Final = "catalog.duckdb"
 PUBLISHED_MARKER: Final = "catalog.published"
 """Replaced after every publish, so readers can tell with one stat that the newest run may have changed."""
-FORMAT_VERSION: Final = 4
+FORMAT_VERSION: Final = 5
 """1: the first release. 2: a `format` table; runs record their whole BackfillSpec and their layout; jobs
 have a kind. 3: runs belong to a dataset. 4: a job records that its cancel was asked for (any server
-process may ask; the one that runs the job acts on it)."""
-RUN_LAYOUT: Final = 2
+process may ask; the one that runs the job acts on it). 5: runs list their files (relative to the data
+dir) and record how they were made (`made_by`) and from which runs (`lineage`), so that a run made by an
+update can share its ancestors' files."""
+RUN_LAYOUT: Final = 3
 """How a run's files are laid out. 1: one `features.parquet` sorted by (available_at, symbol); `path` is the
 file. 2: `part-NNNNN.parquet` files in the run's folder (`path`), each a range of available_at sorted by
-(available_at, symbol), so that read in name order they are the layout-1 sequence (`storage.parts`). Every
+(available_at, symbol), so that read in name order they are the layout-1 sequence (`storage.parts`).
+3: the catalog lists the run's parts (each sorted by (available_at, symbol)) and its carried-state files:
+its own, in its folder, and for a run made by an update its ancestors' too, so that the parts' ranges of
+`available_at` may overlap (an update's new rows follow its parent's per symbol, not as a whole). Every
 layout ever written stays readable."""
+MADE_BY: Final = ("backfill", "update", "compact")
+"""How a run was made: a backfill of a lake; an update of a parent run (its files plus the new bars'
+rows); a compaction of a run (the same rows rewritten into fresh parts of its own)."""
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +75,11 @@ CREATE TABLE runs (
     params VARCHAR NOT NULL,
     path VARCHAR NOT NULL,
     layout INTEGER NOT NULL DEFAULT {RUN_LAYOUT},
-    dataset VARCHAR NOT NULL
+    dataset VARCHAR NOT NULL,
+    made_by VARCHAR NOT NULL DEFAULT 'backfill',
+    lineage VARCHAR[] NOT NULL DEFAULT [],
+    parts VARCHAR[],
+    states VARCHAR[] NOT NULL DEFAULT []
 );
 CREATE TABLE symbol_status (
     run_id VARCHAR NOT NULL,
@@ -105,7 +118,8 @@ CREATE TABLE jobs (
 );
 """
 _RUN_COLUMNS = (
-    "run_id, created_at, code_version, symbols, start_ts, end_ts, n_rows, features, params, path, layout"
+    "run_id, created_at, code_version, symbols, start_ts, end_ts, n_rows, features, params, path, layout, "
+    "made_by, lineage, parts, states"
 )
 _STATUS_COLUMNS = (
     "symbol, ok, reason, rows_in, n_rows, duplicates, unsorted, zero_volume, refused, refused_reasons, "
@@ -158,8 +172,11 @@ class SymbolStatus:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """A published run: the spec it was made from, its Parquet file (`path`), the first and last bar `ts` it
-    holds (`start`, `end`)."""
+    """A published run: the spec it was made from, its folder (`path`; layout 1: its file), the first and
+    last bar `ts` it holds (`start`, `end`), how it was made (`made_by`, MADE_BY) and from which runs
+    (`lineage`: an update's parent first, then the parent's lineage), and, from layout 3 on, the files it
+    reads: `parts` (its rows) and `state_files` (its carried state, after its ancestors': what locating a
+    revision reads)."""
 
     run_id: str
     spec: BackfillSpec
@@ -172,17 +189,33 @@ class RunInfo:
     features: list[str]
     path: Path
     layout: int = RUN_LAYOUT
+    made_by: str = "backfill"
+    lineage: tuple[str, ...] = ()
+    parts: tuple[Path, ...] | None = None
+    state_files: tuple[Path, ...] = ()
 
     @property
     def interval(self) -> str:
         return self.spec.interval
 
+    @property
+    def parent(self) -> str | None:
+        """The run this one was made from (an update's parent, a compaction's source), if any."""
+        return self.lineage[0] if self.lineage else None
+
     def files(self) -> list[Path]:
-        """Every file the run reads from, in (available_at, symbol) order: layout 1 its one Parquet file,
-        layout 2 its parts."""
+        """Every file the run's rows are read from, each sorted by (available_at, symbol): layout 1 its one
+        Parquet file, layout 2 its parts in name order (one sorted sequence), layout 3 the parts listed."""
         if self.layout == 1:
             return [self.path]
+        if self.parts is not None:
+            return list(self.parts)
         return sorted(self.path.glob(f"{PART_PREFIX}*.parquet"))
+
+    def reads(self) -> list[Path]:
+        """Every file the run needs: its rows' and its carried state's. Retention keeps a file while a run
+        that reads it remains."""
+        return [*self.files(), *self.state_files]
 
     @property
     def lag(self) -> pd.Timedelta:
@@ -205,10 +238,16 @@ class Catalog:
         """A connection for one unit of work, closed on exit so other processes can open the file. The first
         one of this Catalog creates or migrates the file's format.
 
-        Waits (with jittered backoff) while another process holds the file and raises CatalogLocked after
-        `lock_timeout` seconds; a file DuckDB cannot open or read is CatalogUnreadable. Both are Unavailable
-        and name the file, never its absolute path (the full error goes to the log).
+        Units of work of one process run one at a time: its connections share one DuckDB instance, where
+        two threads updating the same row (a job's cancel beside its progress) would fail with a write
+        conflict. Waits (with jittered backoff) while another process holds the file and raises
+        CatalogLocked after `lock_timeout` seconds; a file DuckDB cannot open or read is CatalogUnreadable.
+        Both are Unavailable and name the file, never its absolute path (the full error goes to the log).
         """
+        with _unit_of_work(self.path.resolve()):
+            yield from self._connected()
+
+    def _connected(self) -> Iterator[duckdb.DuckDBPyConnection]:
         connection = self._open()
         try:
             if not self._formatted:
@@ -306,6 +345,17 @@ class Catalog:
             ).fetchall()
         return {symbol: _instant(first) for symbol, first in rows}
 
+    def spans(self, run_id: str) -> dict[str, Span]:
+        """Each stored symbol's span in the run (rows, first and last ts, first and last available_at, in
+        microseconds), as `storage.parts` counts them: what an update inherits."""
+        with self.connect() as connection:
+            rows = connection.execute(
+                "SELECT symbol, n_rows, epoch_us(first_ts), epoch_us(last_ts), epoch_us(first_available_at), "
+                "epoch_us(last_available_at) FROM symbol_status WHERE run_id = ? AND n_rows > 0",
+                [run_id],
+            ).fetchall()
+        return {symbol: tuple(span) for symbol, *span in rows}  # type: ignore[misc]
+
     def record(
         self,
         run: RunInfo,
@@ -313,15 +363,17 @@ class Catalog:
         available: dict[str, tuple[pd.Timestamp, pd.Timestamp]],
     ) -> None:
         """Publish `run` with its statuses in one transaction (the moment it becomes visible), then replace
-        the marker. `available` gives each stored symbol's first and last `available_at`."""
+        the marker. `available` gives each stored symbol's first and last `available_at`. Paths are stored
+        relative to the data dir, so a data dir can move."""
         published_at = pd.Timestamp.now(tz="UTC")
         relative = run.path.relative_to(self.data_dir).as_posix()
+        parts = None if run.parts is None else [self._relative(file) for file in run.parts]
         with self.connect() as connection:
             connection.execute("BEGIN TRANSACTION")
             try:
                 _check_joins_its_dataset(connection, run)
                 connection.execute(
-                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         run.run_id,
                         run.interval,
@@ -338,6 +390,10 @@ class Catalog:
                         relative,
                         run.layout,
                         run.spec.dataset,
+                        run.made_by,
+                        list(run.lineage),
+                        parts,
+                        [self._relative(file) for file in run.state_files],
                     ],
                 )
                 records = _status_table(  # noqa: F841 (DuckDB reads the local by its name)
@@ -375,8 +431,12 @@ class Catalog:
         except OSError as error:
             logger.warning("%s; %s not updated: %s", change, PUBLISHED_MARKER, error)
 
+    def _relative(self, file: Path) -> str:
+        return file.relative_to(self.data_dir).as_posix()
+
     def _run(self, row: tuple) -> RunInfo:
-        run_id, created, version, symbols, start, end, rows, features, params, path, layout = row
+        run_id, created, version, symbols, start, end, rows, features, params, path, layout = row[:11]
+        made_by, lineage, parts, states = row[11:]
         return RunInfo(
             run_id=run_id,
             spec=BackfillSpec.from_dict(json.loads(params)),
@@ -389,6 +449,10 @@ class Catalog:
             features=list(features),
             path=self.data_dir / path,
             layout=layout,
+            made_by=made_by,
+            lineage=tuple(lineage),
+            parts=None if parts is None else tuple(self.data_dir / file for file in parts),
+            state_files=tuple(self.data_dir / file for file in states),
         )
 
 
@@ -406,6 +470,12 @@ def _check_joins_its_dataset(connection: duckdb.DuckDBPyConnection, run: RunInfo
             "name another dataset",
             field="dataset",
         )
+
+
+@cache
+def _unit_of_work(path: Path) -> threading.RLock:
+    """The one lock of this process's units of work on the catalog at `path`."""
+    return threading.RLock()
 
 
 def _open_format(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -482,10 +552,23 @@ def _migrate_3_to_4(connection: duckdb.DuckDBPyConnection, tables: set[str]) -> 
     connection.execute("ALTER TABLE jobs ADD COLUMN IF NOT EXISTS cancel_requested BOOLEAN DEFAULT false")
 
 
+def _migrate_4_to_5(connection: duckdb.DuckDBPyConnection, tables: set[str]) -> None:
+    """Runs list their files and record how they were made: every run so far was a backfill, its files
+    found by its layout (`parts` NULL) and without a carried state."""
+    for column in (
+        "made_by VARCHAR DEFAULT 'backfill'",
+        "lineage VARCHAR[] DEFAULT []",
+        "parts VARCHAR[]",
+        "states VARCHAR[] DEFAULT []",
+    ):
+        connection.execute(f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {column}")
+
+
 _MIGRATIONS: Final[dict[int, Callable[[duckdb.DuckDBPyConnection, set[str]], None]]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
     3: _migrate_3_to_4,
+    4: _migrate_4_to_5,
 }
 """From format N to N + 1, run inside the caller's transaction."""
 

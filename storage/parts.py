@@ -189,16 +189,47 @@ def write_part(task: PartTask) -> int:
     symbols = pc.dictionary_encode(rows["symbol"]).combine_chunks()
     rank = np.argsort(np.argsort(symbols.dictionary.to_numpy(zero_copy_only=False), kind="stable"))
     order = np.lexsort((rank[symbols.indices.to_numpy()], _microseconds(rows["available_at"])))
+    _write(rows.take(order), task.path)
+    return rows.num_rows
+
+
+@dataclass(frozen=True)
+class RewriteTask:
+    """Copy the part `source` (another run's) to `path` without the rows of `symbols`, if it holds any."""
+
+    source: Path
+    path: Path
+    symbols: frozenset[str]
+
+
+def rewrite_part(task: RewriteTask) -> int | None:
+    """Write `task.source` without the rows of `task.symbols` (still sorted: a filter keeps the order) and
+    return the rows written (0: none left, no file); None, writing nothing, when it holds no row of them,
+    so that it can be shared as it is."""
+    use_jemalloc()
+    dropped = pc.is_in(
+        pq.read_table(task.source, columns=["symbol"])["symbol"], value_set=pa.array(sorted(task.symbols))
+    )
+    if not pc.any(dropped).as_py():
+        return None
+    rows = pq.read_table(task.source, schema=RUN_SCHEMA).filter(pc.invert(dropped))
+    if rows.num_rows:
+        _write(rows, task.path)
+    return rows.num_rows
+
+
+def _write(rows: pa.Table, path: Path) -> None:
+    """A part's rows (sorted by (available_at, symbol)) as the run's Parquet, flushed to the disk here, so
+    that parts reach it in parallel too."""
     pq.write_table(
-        rows.take(order),
-        task.path,
+        rows,
+        path,
         compression=COMPRESSION,
         use_dictionary=["symbol"],
         write_statistics=STATISTICS,
         row_group_size=ROW_GROUP_ROWS,
     )
-    fsync(task.path)  # here, so the parts reach the disk in parallel too
-    return rows.num_rows
+    fsync(path)
 
 
 COMPRESSION: Final = "lz4"

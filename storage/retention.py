@@ -1,6 +1,6 @@
 """Retention: old runs go, with their files, so a long-lived data dir does not fill its disk. Never the
 newest run of a dataset, never a pinned one (a run a job or a client still needs); a file goes only with
-the last run that reads it."""
+the last run that reads it (runs made by updates read their ancestors' parts and state files)."""
 
 import shutil
 from dataclasses import dataclass
@@ -34,15 +34,17 @@ def collect(catalog: Catalog, *, keep: int | None, pinned: frozenset[str] = froz
         if keep is not None and position > keep and run.run_id not in pinned:
             doomed.append(run)
     gone = {run.run_id for run in doomed}
-    still_read = {file for run in runs if run.run_id not in gone for file in run.files()}
+    still_read = {file for run in runs if run.run_id not in gone for file in run.reads()}
     catalog.forget([run.run_id for run in reversed(doomed)])
     reclaimed = 0
+    folders = {catalog.data_dir / RUNS_DIR / run.run_id for run in doomed}
     for run in doomed:
-        for file in run.files():
+        for file in run.reads():
             if file not in still_read and file.exists():
                 reclaimed += file.stat().st_size
                 file.unlink()
-        folder = catalog.data_dir / RUNS_DIR / run.run_id
+                folders.add(file.parent)  # an ancestor's folder, collected before, empties last
+    for folder in folders:
         if folder.is_dir() and not any(folder.iterdir()):
             shutil.rmtree(folder)
     runs_dir = catalog.data_dir / RUNS_DIR

@@ -1,5 +1,10 @@
 """Writing a run: rows staged in pieces, then cut into time-ordered parts and published atomically.
 
+A run made by an update shares its parent's parts (no copy) and adds parts with the new rows; the parts
+holding rows of a symbol it recomputed in full (a revision) are rewritten without them instead, so that
+every (symbol, ts) is in exactly one of the run's files. A run also stores its carried state
+(`state.parquet`, an Arrow table the domain defines), which its updates continue from.
+
 A run is built in `runs/.staging-<run_id>/`, held by an exclusive `flock` on `runs/.staging-<run_id>.lock`
 for the writer's lifetime. Rows arrive as pieces (`storage.parts`): staged by `write()` here, or by the
 threads and Ray workers of a backfill straight into `staging/pieces/` and handed over with `add_staged()`.
@@ -14,8 +19,8 @@ import fcntl
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
@@ -24,9 +29,22 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from storage.catalog import RUN_LAYOUT, Catalog, RunInfo, RunNotFound, SymbolStatus, code_version
-from storage.parts import MEMORY_ROWS, Span, Staged, fsync, piece, plan_parts, spill, write_part
+from storage.parts import (
+    MEMORY_ROWS,
+    PART_PREFIX,
+    RewriteTask,
+    Span,
+    Staged,
+    fsync,
+    piece,
+    plan_parts,
+    rewrite_part,
+    spill,
+    write_part,
+)
 from storage.schema import RUN_SCHEMA, TIMESTAMP
 from vocabulary.features import FEATURES, RATINGS, ROW_META, VOTES
 from vocabulary.spec import BackfillSpec
@@ -36,6 +54,7 @@ RUNS_DIR: Final = "runs"
 PIECES_DIR: Final = "pieces"
 STAGING_PREFIX: Final = ".staging-"
 LOCK_SUFFIX: Final = ".lock"
+STATE_FILE: Final = "state.parquet"
 
 _NOT_NULL: Final = ROW_META
 
@@ -48,15 +67,37 @@ def new_run_id(created_at: pd.Timestamp) -> str:
     return f"{created_at.tz_convert('UTC'):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
+@dataclass(frozen=True)
+class _Inherited:
+    """What a run takes over from the run it updates: its parts (those holding rows of `without` are
+    rewritten without them), the spans and statuses of its symbols but `without`, its state files."""
+
+    parts: tuple[Path, ...]
+    without: frozenset[str]
+    spans: dict[str, Span]
+    statuses: dict[str, SymbolStatus]
+    state_files: tuple[Path, ...]
+
+
 class RunWriter:
     """Stages a run's rows and publishes them as one immutable run.
 
     Used as a context manager: an exception inside the `with` block, or leaving it without `publish()`,
-    discards the staging directory and leaves the catalog untouched.
+    discards the staging directory and leaves the catalog untouched. `made_by` and `lineage` record how the
+    run was made and from which runs (catalog.MADE_BY).
     """
 
-    def __init__(self, data_dir: Path | str, spec: BackfillSpec) -> None:
+    def __init__(
+        self,
+        data_dir: Path | str,
+        spec: BackfillSpec,
+        *,
+        made_by: str = "backfill",
+        lineage: tuple[str, ...] = (),
+    ) -> None:
         self.spec = spec
+        self.made_by = made_by
+        self.lineage = lineage
         self.catalog = Catalog(data_dir)
         self.created_at = pd.Timestamp.now(tz="UTC").floor("us")
         self.run_id = new_run_id(self.created_at)
@@ -72,6 +113,8 @@ class RunWriter:
         self.pieces.mkdir(parents=True)
         self._staged: list[Staged] = []
         self._statuses: dict[str, SymbolStatus] = {}
+        self._states: list[pa.Table] = []
+        self._inherited: _Inherited | None = None
         self._published: RunInfo | None = None
 
     def __enter__(self) -> Self:
@@ -104,25 +147,55 @@ class RunWriter:
         self._staged.append(staged)
 
     def add_status(self, status: SymbolStatus) -> None:
-        """Record how a symbol fared; a symbol with rows but no status is recorded as ok."""
+        """Record how a symbol fared; a symbol with rows but no status is recorded as ok (or as the run it
+        inherits from recorded it)."""
         self._check_open()
         if status.symbol in self._statuses:
             raise ValueError(f"run {self.run_id}: status of {status.symbol!r} given twice")
         self._statuses[status.symbol] = status
 
-    def publish(self, run_tasks: RunTasks | None = None, parallelism: int = 1) -> RunInfo:
-        """Write the parts, fsync, rename into place, then commit the catalog rows: visible from that commit
-        on. `run_tasks(function, tasks)` runs the part writers (default: one after another, here) and
-        returns their results in order; `parallelism` is how many it runs at once."""
+    def add_states(self, states: pa.Table) -> None:
+        """Rows of the run's carried state (a row per symbol, any schema the caller keeps one), written as
+        STATE_FILE in the run's folder at publish."""
         self._check_open()
-        if not self._staged:
+        self._states.append(states)
+
+    def inherit(self, run: RunInfo, *, without: Collection[str] = ()) -> None:
+        """Share `run`'s rows (its parts, not copied), the spans and statuses of its symbols, and its state
+        files; the rows of the symbols `without` (recomputed in full by this run) are left out, the parts
+        holding them rewritten at publish. Rows added must each follow the symbol's inherited ones."""
+        self._check_open()
+        if self._inherited is not None:
+            raise RuntimeError(f"run {self.run_id} already inherits a run")
+        dropped = frozenset(without)
+        self._inherited = _Inherited(
+            parts=tuple(run.files()),
+            without=dropped,
+            spans={s: span for s, span in self.catalog.spans(run.run_id).items() if s not in dropped},
+            statuses={status.symbol: status for status in self.catalog.symbol_status(run.run_id)},
+            state_files=run.state_files,
+        )
+
+    def publish(self, run_tasks: RunTasks | None = None, parallelism: int = 1) -> RunInfo:
+        """Write the parts (and rewrite the inherited parts holding dropped symbols), fsync, rename into
+        place, then commit the catalog rows: visible from that commit on. `run_tasks(function, tasks)` runs
+        the part writers (default: one after another, here) and returns their results in order;
+        `parallelism` is how many it runs at once."""
+        self._check_open()
+        if not self._staged and self._inherited is None:
             raise ValueError(f"run {self.run_id}: nothing to publish, no rows were written")
+        run_tasks = run_tasks or _one_by_one
         spans = self._spans()
-        tasks = plan_parts(self.staging, self._staged, parallelism)
-        written = (run_tasks or _one_by_one)(write_part, tasks)
+        tasks = plan_parts(self.staging, self._staged, parallelism) if self._staged else []
+        written = run_tasks(write_part, tasks)
         if sum(written) != sum(staged.rows for staged in self._staged):
             raise RuntimeError(f"run {self.run_id}: the parts hold {sum(written)} rows, the pieces more")
+        parts = [
+            *self._shared(run_tasks, len(tasks)),
+            *(task.path for task, rows in zip(tasks, written, strict=True) if rows),
+        ]
         shutil.rmtree(self.pieces)
+        state_files = self._write_states()
         fsync(self.staging)
         statuses = self._merged_statuses(spans)
         final = self.runs_dir / self.run_id
@@ -133,17 +206,22 @@ class RunWriter:
             created_at=self.created_at,
             code_version=code_version(),
             symbols=stored,
-            start=min(spans[symbol][1] for symbol in stored),
-            end=max(spans[symbol][2] for symbol in stored),
+            start=_instant(min(spans[symbol][1] for symbol in stored)) if stored else None,
+            end=_instant(max(spans[symbol][2] for symbol in stored)) if stored else None,
             rows=sum(spans[symbol][0] for symbol in stored),
             features=list(FEATURES),
             path=final,
             layout=RUN_LAYOUT,
+            made_by=self.made_by,
+            lineage=self.lineage,
+            parts=tuple(_placed(file, self.staging, final) for file in parts),
+            state_files=tuple(_placed(file, self.staging, final) for file in state_files),
         )
         os.rename(self.staging, final)
         fsync(self.runs_dir)
+        available = {symbol: (_instant(spans[symbol][3]), _instant(spans[symbol][4])) for symbol in stored}
         try:
-            self.catalog.record(run, statuses, {symbol: spans[symbol][3:] for symbol in stored})
+            self.catalog.record(run, statuses, available)
         except BaseException:
             shutil.rmtree(final, ignore_errors=True)
             raise
@@ -152,42 +230,91 @@ class RunWriter:
         self._published = run
         return run
 
-    def _spans(self) -> dict[str, tuple]:
-        """Per stored symbol: rows, first/last ts, first/last available_at; a ValueError naming the first
-        repeated (symbol, ts) when a symbol's rows came in several pieces and overlap."""
+    def _shared(self, run_tasks: RunTasks, numbered_from: int) -> list[Path]:
+        """The inherited parts this run reads: each as it is, or, when it holds rows of a symbol left out,
+        rewritten into the staging folder without them (numbered after the new parts)."""
+        inherited = self._inherited
+        if inherited is None:
+            return []
+        if not inherited.without:
+            return list(inherited.parts)
+        tasks = [
+            RewriteTask(
+                source, self.staging / f"{PART_PREFIX}{numbered_from + k:05d}.parquet", inherited.without
+            )
+            for k, source in enumerate(inherited.parts)
+        ]
+        rewritten = run_tasks(rewrite_part, tasks)
+        return [
+            task.source if rows is None else task.path
+            for task, rows in zip(tasks, rewritten, strict=True)
+            if rows is None or rows
+        ]
+
+    def _write_states(self) -> list[Path]:
+        """The state files this run lists: the inherited ones, then its own (when it was given states)."""
+        inherited = list(self._inherited.state_files) if self._inherited is not None else []
+        if not self._states:
+            return inherited
+        path = self.staging / STATE_FILE
+        states = pa.concat_tables(self._states, promote_options="default")
+        pq.write_table(states.sort_by("symbol"), path, compression="zstd")
+        fsync(path)
+        return [*inherited, path]
+
+    def _spans(self) -> dict[str, Span]:
+        """Per stored symbol: rows, first/last ts, first/last available_at (microseconds), the inherited
+        rows included; a ValueError naming the first repeated (symbol, ts) when a symbol's rows came in
+        several pieces and overlap, or naming the symbol whose new rows do not follow its inherited ones."""
         merged: dict[str, list[Span]] = {}
         for staged in self._staged:
             for symbol, span in staged.spans.items():
                 merged.setdefault(symbol, []).append(span)
-        for symbol, parts in merged.items():
-            if len(parts) > 1:
-                self._check_no_repeats(symbol)
+        self._check_no_repeats({symbol for symbol, parts in merged.items() if len(parts) > 1})
+        inherited = self._inherited.spans if self._inherited is not None else {}
+        for symbol, before in inherited.items():
+            added = merged.setdefault(symbol, [])
+            if added and min(span[1] for span in added) <= before[2]:
+                raise ValueError(
+                    f"run {self.run_id}: new rows of {symbol!r} start at or before its inherited last ts "
+                    f"{_instant(before[2])}"
+                )
+            added.append(before)
         return {
             symbol: (
                 sum(span[0] for span in parts),
-                *(
-                    _instant(pick(span[k] for span in parts))
-                    for k, pick in ((1, min), (2, max), (3, min), (4, max))
-                ),
+                *(pick(span[k] for span in parts) for k, pick in ((1, min), (2, max), (3, min), (4, max))),
             )
             for symbol, parts in merged.items()
         }
 
-    def _check_no_repeats(self, symbol: str) -> None:
-        ts = np.concatenate(
-            [_symbol_ts(staged.source, symbol) for staged in self._staged if symbol in staged.spans]
-        )
-        values, counts = np.unique(ts, return_counts=True)
-        if (counts > 1).any():
-            repeated = _instant(int(values[np.argmax(counts > 1)]))
-            raise ValueError(f"run {self.run_id}: symbol {symbol!r} has more than one row at ts {repeated}")
+    def _check_no_repeats(self, symbols: set[str]) -> None:
+        """The rows of `symbols` (each in several pieces) hold no (symbol, ts) twice: one read of the
+        pieces that hold them, however many symbols."""
+        if not symbols:
+            return
+        wanted = pa.array(sorted(symbols))
+        keys = [
+            _keys(staged.source, wanted) for staged in self._staged if not symbols.isdisjoint(staged.spans)
+        ]
+        table = pa.concat_tables(keys)
+        ts = table["ts"].cast(pa.int64()).to_numpy()
+        repeated = _repeats(table["symbol"].combine_chunks(), ts)
+        if repeated.any():
+            at = int(np.argmax(repeated))
+            raise ValueError(
+                f"run {self.run_id}: symbol {table['symbol'][at].as_py()!r} has more than one row at ts "
+                f"{_instant(int(ts[at]))}"
+            )
 
-    def _merged_statuses(self, spans: dict[str, tuple]) -> list[SymbolStatus]:
-        """The statuses given, with rows and first/last ts taken from what was actually stored."""
+    def _merged_statuses(self, spans: dict[str, Span]) -> list[SymbolStatus]:
+        """The statuses given (else the inherited ones), with rows and first/last ts taken from what the
+        run actually stores."""
+        inherited = self._inherited.statuses if self._inherited is not None else {}
         statuses = []
-        for symbol in sorted(self._statuses.keys() | spans.keys()):
+        for symbol in sorted(self._statuses.keys() | spans.keys() | inherited.keys()):
             count, first, last = spans.get(symbol, (0, None, None))[:3]
-            status = self._statuses.get(symbol)
+            status = self._statuses.get(symbol) or inherited.get(symbol)
             if status is None:
                 status = SymbolStatus(
                     symbol=symbol,
@@ -200,14 +327,15 @@ class RunWriter:
                     zero_volume=0,
                     refused=0,
                     refused_reasons={},
-                    first_ts=first,
-                    last_ts=last,
+                    first_ts=None,
+                    last_ts=None,
                 )
             elif count and not status.ok:
                 raise ValueError(
                     f"run {self.run_id}: {symbol!r} is marked failed ({status.reason}) but has {count} rows"
                 )
-            statuses.append(replace(status, rows=count, first_ts=first, last_ts=last))
+            first_ts, last_ts = (_instant(first), _instant(last)) if count else (None, None)
+            statuses.append(replace(status, rows=count, first_ts=first_ts, last_ts=last_ts))
         return statuses
 
     def _check_open(self) -> None:
@@ -350,14 +478,29 @@ def _repeats(symbols: pa.Array, ts: np.ndarray) -> np.ndarray:
     return repeated
 
 
-def _symbol_ts(source: Path | pa.Table, symbol: str) -> np.ndarray:
-    """The `ts` (microseconds) of a symbol's rows in a staged piece."""
+def _keys(source: Path | pa.Table, symbols: pa.Array) -> pa.Table:
+    """The `symbol` and `ts` of a staged piece's rows of `symbols` (a piece file is mapped, not read: only
+    those two columns are touched)."""
     if isinstance(source, pa.Table):
-        table = source
-    else:
-        with pa.OSFile(str(source), "rb") as file:
-            table = pa.ipc.open_file(file).read_all().select(["symbol", "ts"])
-    return pc.filter(table["ts"], pc.equal(table["symbol"], symbol)).cast(pa.int64()).to_numpy()
+        table = source.select(["symbol", "ts"])
+    else:  # the arrays keep the mapping alive
+        table = pa.ipc.open_file(pa.memory_map(str(source))).read_all().select(["symbol", "ts"])
+    return table.filter(pc.is_in(table["symbol"], value_set=symbols))
+
+
+def read_state(
+    file: Path, *, columns: list[str] | None = None, symbols: Collection[str] | None = None
+) -> pa.Table:
+    """A run's carried state (STATE_FILE), its `columns` of the rows of `symbols` (None: all)."""
+    table = pq.read_table(file, columns=columns)
+    if symbols is None:
+        return table
+    return table.filter(pc.is_in(table["symbol"], value_set=pa.array(sorted(symbols), pa.string())))
+
+
+def _placed(file: Path, staging: Path, final: Path) -> Path:
+    """Where a file of the run lies once its staging folder is renamed into place (others' files stay)."""
+    return final / file.relative_to(staging) if file.is_relative_to(staging) else file
 
 
 def _one_by_one(function: Callable[[Any], Any], tasks: Sequence[Any]) -> list[Any]:

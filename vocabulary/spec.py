@@ -103,11 +103,7 @@ class BackfillSpec(_Spec):
     execution: ClassVar[tuple[str, ...]] = ("executor",)
 
     def __post_init__(self) -> None:
-        if self.executor not in EXECUTORS:
-            raise InvalidInput(
-                f"unknown executor {self.executor!r}; expected one of {', '.join(EXECUTORS)}",
-                field="executor",
-            )
+        _check_executor(self.executor)
         target = parse_interval(self.interval)
         if self.from_interval is not None:
             source = parse_interval(self.from_interval, field="from_interval")
@@ -185,3 +181,57 @@ class AuditSpec(_Spec):
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InvalidInput(f"must be a non-negative whole number, not {self.seed!r}", field="seed")
+
+
+NEWEST: Final = "newest"
+"""The run id that names the newest run of a dataset (of the default one when none is named)."""
+
+
+@dataclass(frozen=True)
+class UpdateSpec(_Spec):
+    """One update of run `run_id` (`newest`: the newest run of `dataset`, found when the update starts) into
+    a new run of its dataset: the run's own spec read again from `lake` (default: the run's lake) for the
+    bars after each symbol's carried state. `executor` as a backfill's (an execution option)."""
+
+    run_id: str = NEWEST
+    dataset: str | None = None
+    lake: str | None = None
+    executor: str = "local"
+
+    execution: ClassVar[tuple[str, ...]] = ("executor",)
+
+    def __post_init__(self) -> None:
+        _check_run_id(self.run_id)
+        if self.dataset is not None:
+            check_dataset(self.dataset)
+        if self.lake is not None:
+            if not str(self.lake):
+                raise InvalidInput("name the lake, or leave it out to read the run's own", field="lake")
+            self._set("lake", str(self.lake))
+        _check_executor(self.executor)
+
+
+@dataclass(frozen=True)
+class CompactSpec(_Spec):
+    """One compaction of run `run_id` (`newest` as for an update): its rows, which a chain of updates
+    spread over its ancestors' files, rewritten into fresh parts of a new run of its dataset."""
+
+    run_id: str = NEWEST
+    dataset: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_run_id(self.run_id)
+        if self.dataset is not None:
+            check_dataset(self.dataset)
+
+
+def _check_run_id(run_id: object) -> None:
+    if not isinstance(run_id, str) or not 0 < len(run_id) <= 64:
+        raise InvalidInput(f"name a run (1 to 64 characters) or {NEWEST!r}", field="run_id")
+
+
+def _check_executor(executor: object) -> None:
+    if executor not in EXECUTORS:
+        raise InvalidInput(
+            f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}", field="executor"
+        )

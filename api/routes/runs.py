@@ -1,4 +1,5 @@
-"""Published runs: metadata, the wide feature matrix, and the forensic audit (started as a job)."""
+"""Published runs: metadata, the wide feature matrix, and the jobs that start from a run: the forensic
+audit, an update (keeping the run current) and a compaction."""
 
 from pathlib import Path
 from typing import Annotated
@@ -9,13 +10,14 @@ from api.errors import ERROR_RESPONSES
 from api.paths import public_spec
 from api.responses import json_response
 from api.routes.jobs import submit
-from api.schemas import AuditIn, ConflictOut, Features, JobOut, RunOut, store_features
+from api.schemas import AuditIn, CompactIn, ConflictOut, Features, JobOut, RunOut, UpdateIn, store_features
 from api.state import Runner, Store
+from service.jobs.admission import admit_compaction, admit_update
 from service.jobs.store import ACTIVE, JobStatus
 from storage.catalog import RunInfo
 from storage.export import feature_matrix
 from vocabulary.errors import NotFound, Unavailable
-from vocabulary.spec import AuditSpec
+from vocabulary.spec import AuditSpec, CompactSpec, UpdateSpec
 
 router = APIRouter(tags=["runs"])
 
@@ -41,6 +43,9 @@ def run_out(run: RunInfo, data_dir: Path) -> RunOut:
         rows=run.rows,
         features=run.features,
         params=public_spec(run.spec.to_dict(), data_dir),
+        made_by=run.made_by,
+        parent=run.parent,
+        ancestors=list(run.lineage),
     )
 
 
@@ -105,6 +110,52 @@ def start_audit(
     store.catalog.run(run_id)  # 404 before queueing anything for an unknown run
     body = body or AuditIn()
     return submit(runner, AuditSpec(run_id, samples=body.samples, seed=body.seed), response)
+
+
+@router.post(
+    "/runs/{run_id}/update",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        **ERROR_RESPONSES,
+        409: {
+            "model": ConflictOut,
+            "description": "the same update is queued or running, or the run carries no state to continue",
+        },
+    },
+)
+def start_update(
+    run_id: str, store: Store, runner: Runner, response: Response, body: UpdateIn | None = None
+) -> JobOut:
+    """Keep a run current, as a job: a new run of its dataset that shares the run's rows and adds those of
+    the bars its lake holds after each symbol's last one, rated from the state the run carries (exactly
+    the rows a full backfill of the extended lake would store). `newest` names the newest run of the
+    dataset (`dataset`, or the default one). Symbols new to its universe are backfilled in full; a symbol
+    whose rated bars changed in the lake is rated again in full and listed in the job's report as revised,
+    with its first changed bar. The new run is what unpinned reads follow once published; the old one
+    still answers as before when pinned. When nothing is new, no run is published (the job says so)."""
+    body = body or UpdateIn()
+    spec = UpdateSpec(run_id, dataset=body.dataset, lake=body.lake, executor=body.executor)
+    return submit(runner, admit_update(store, spec), response)
+
+
+@router.post(
+    "/runs/{run_id}/compact",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        **ERROR_RESPONSES,
+        409: {"model": ConflictOut, "description": "the same compaction is queued or running"},
+    },
+)
+def start_compaction(
+    run_id: str, store: Store, runner: Runner, response: Response, body: CompactIn | None = None
+) -> JobOut:
+    """Rewrite a run (`newest`: of `dataset`, or the default one) made by a chain of updates into a new,
+    self-contained run of its dataset with the same rows in fresh parts: every answer stays the same, and
+    reads open fewer files. The chain stays pinnable until retention collects it."""
+    spec = CompactSpec(run_id, dataset=(body or CompactIn()).dataset)
+    return submit(runner, admit_compaction(store, spec), response)
 
 
 @router.get(

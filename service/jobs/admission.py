@@ -2,7 +2,9 @@
 every path must resolve inside the data directory and exist (regular files for candidates and returns, a
 FIFO would block a worker forever), and a candidates file must name a universe. The admitted spec keeps the
 paths relative to the data directory: a relative path in a spec is a data-dir path, read confined to it
-(`service.backfill.located`), while the CLI records absolute paths of its user's own files."""
+(`service.backfill.located`), while the CLI records absolute paths of its user's own files. An update or a
+compaction must name a published run (`newest` becomes the newest of a named dataset, the default one
+otherwise), and an update's run must carry the state it continues from."""
 
 import errno
 from dataclasses import replace
@@ -10,16 +12,17 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from service.sources.lake import read_candidates
+from service.update import updatable
+from storage.read import FeatureStore
 from vocabulary.errors import InvalidInput
-from vocabulary.spec import BackfillSpec
+from vocabulary.spec import NEWEST, BackfillSpec, CompactSpec, UpdateSpec
 
 
 def admit_backfill(data_dir: Path | str, spec: BackfillSpec) -> BackfillSpec:
     """`spec` with its paths checked and made relative to `data_dir`; InvalidInput naming the field
     otherwise."""
     root = Path(data_dir).resolve()
-    if spec.executor == "ray" and find_spec("ray") is None:
-        raise InvalidInput("the ray executor needs Ray on the server: install asof[ray]", field="executor")
+    _check_executor(spec.executor)
     admitted = replace(
         spec,
         lake=_inside(root, "lake", spec.lake, files_only=False),
@@ -34,6 +37,32 @@ def admit_backfill(data_dir: Path | str, spec: BackfillSpec) -> BackfillSpec:
         if not universe:
             raise InvalidInput(f"empty universe: {spec.candidates!r} lists no symbol", field="candidates")
     return admitted
+
+
+def admit_update(store: FeatureStore, spec: UpdateSpec) -> UpdateSpec:
+    """`spec` naming its run's dataset when it names the newest run, its lake (if given) checked and made
+    relative to the store's data dir; NotFound for an unknown run or dataset, CarriesNoState for a run
+    without a carried state, InvalidInput naming the field otherwise."""
+    _check_executor(spec.executor)
+    run = updatable(store.run(None if spec.run_id == NEWEST else spec.run_id, spec.dataset))
+    root = store.catalog.data_dir.resolve()
+    return replace(
+        spec,
+        dataset=run.spec.dataset if spec.run_id == NEWEST else spec.dataset,
+        lake=None if spec.lake is None else _inside(root, "lake", spec.lake, files_only=False),
+    )
+
+
+def admit_compaction(store: FeatureStore, spec: CompactSpec) -> CompactSpec:
+    """`spec` naming its run's dataset when it names the newest run; NotFound for an unknown run or
+    dataset."""
+    run = store.run(None if spec.run_id == NEWEST else spec.run_id, spec.dataset)
+    return replace(spec, dataset=run.spec.dataset) if spec.run_id == NEWEST else spec
+
+
+def _check_executor(executor: str) -> None:
+    if executor == "ray" and find_spec("ray") is None:
+        raise InvalidInput("the ray executor needs Ray on the server: install asof[ray]", field="executor")
 
 
 def resolve_inside(data_dir: Path | str, path: Path | str) -> Path:

@@ -1,4 +1,5 @@
-"""The child process that does one job's work (a backfill or an audit) and reports to the runner.
+"""The child process that does one job's work (a backfill, an update, a compaction or an audit) and
+reports to the runner.
 
 Why a child process and not a thread: both are CPU-bound pandas/numpy work that holds the GIL for long
 stretches. In a thread of the server they would stall the event loop, and with it every feature read. The
@@ -20,11 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from service.audit.run import AuditCancelled, audit_run
-from service.backfill import BackfillCancelled, BackfillFailed, BackfillResult, HistoricalFeatureBackfill
+from service.backfill import (
+    BackfillCancelled,
+    BackfillFailed,
+    BackfillResult,
+    HistoricalFeatureBackfill,
+    Updated,
+)
+from service.compaction import compact_run
 from service.jobs.messages import Cancelled, Failed, Outcome, Progress, Succeeded
 from service.jobs.store import Work
+from service.update import update_run
 from storage.catalog import SymbolStatus
-from vocabulary.spec import AuditSpec, BackfillSpec
+from vocabulary.spec import AuditSpec, BackfillSpec, CompactSpec, UpdateSpec
 
 _CLEANING_COUNTS = ("rows_in", "rows", "duplicates", "unsorted", "zero_volume", "refused")
 
@@ -65,6 +74,16 @@ def perform(
             backfill = HistoricalFeatureBackfill(data_dir, work, ray_address=ray_address)
             result = backfill.run(progress=progress, cancelled=cancelled)
             return Succeeded(result.run.run_id, report(result), errors(result.statuses))
+        if isinstance(work, UpdateSpec):
+            result = update_run(
+                data_dir, work, ray_address=ray_address, progress=progress, cancelled=cancelled
+            )
+            current = result.update is not None and not result.update.published
+            message = f"run {result.run.run_id} is up to date: nothing new in the lake" if current else None
+            return Succeeded(result.run.run_id, report(result), errors(result.statuses), message)
+        if isinstance(work, CompactSpec):
+            result = compact_run(data_dir, work, progress=progress, cancelled=cancelled)
+            return Succeeded(result.run.run_id, report(result))
         if isinstance(work, AuditSpec):
             audit = audit_run(
                 data_dir, work.run_id, work.samples, work.seed, progress=progress, cancelled=cancelled
@@ -85,16 +104,33 @@ def errors(statuses: list[SymbolStatus]) -> list[dict[str, Any]]:
 
 
 def report(result: BackfillResult) -> dict[str, Any]:
-    """A backfill job's report: cleaning counts and refusal reasons summed over symbols, and timings."""
+    """A backfill job's report: cleaning counts and refusal reasons summed over symbols, and timings; an
+    update's adds what it did (`update_report`)."""
     reasons: Counter[str] = Counter()
     for status in result.statuses:
         reasons.update(status.refused_reasons)
-    return {
+    summary = {
         "symbols": len(result.statuses),
         "failed": sum(not status.ok for status in result.statuses),
         **{name: sum(getattr(status, name) for status in result.statuses) for name in _CLEANING_COUNTS},
         "refused_reasons": dict(sorted(reasons.items())),
         "timings": result.timings,
+    }
+    return summary if result.update is None else summary | {"update": update_report(result.update)}
+
+
+def update_report(update: Updated) -> dict[str, Any]:
+    """What an update did: its parent, whether it published a run, the symbols revised (each with the open
+    time of its first bar that changed), added, and kept as they were (with why)."""
+    return {
+        "parent": update.parent,
+        "published": update.published,
+        "revised": [
+            {"symbol": symbol, "first_changed": at.isoformat()}
+            for symbol, at in sorted(update.revised.items())
+        ],
+        "added": update.added,
+        "kept": [{"symbol": symbol, "reason": reason} for symbol, reason in sorted(update.kept.items())],
     }
 
 

@@ -1,6 +1,6 @@
-"""The job queue of one data directory and the single worker that runs it: backfills and audits,
-persisted in the catalog, one at a time, cancellable, restart-safe. Each job's work runs in a child process
-(`service.jobs.child`), so reads stay fast while it computes.
+"""The job queue of one data directory and the single worker that runs it: backfills, updates, compactions
+and audits, persisted in the catalog, one at a time, cancellable, restart-safe. Each job's work runs in a
+child process (`service.jobs.child`), so reads stay fast while it computes.
 
 - One writer: a single worker thread, in the server process that holds the data dir's writer lock, takes
   queued jobs from the catalog oldest first, so at most one job writes at a time. Any server process may
@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from service.jobs.child import run_in_child
 from service.jobs.messages import Cancelled, Failed, Outcome, Progress, Succeeded
-from service.jobs.store import ACTIVE, Job, JobStatus, JobStore, Work, utc_now
+from service.jobs.store import ACTIVE, PUBLISHING, Job, JobStatus, JobStore, Work, utc_now
 from storage.catalog import Catalog
 from vocabulary.errors import Busy, Conflict, Unavailable
 from vocabulary.spec import AuditSpec
@@ -314,7 +314,7 @@ class JobRunner:
         else:
             status = JobStatus.FAILED
             fields |= {"message": outcome.message, "errors": outcome.errors}
-        if isinstance(outcome, Succeeded) and job.kind == "backfill" and self.after_publish is not None:
+        if isinstance(outcome, Succeeded) and job.kind in PUBLISHING and self.after_publish is not None:
             # before the job reads as done, so a client that sees it done sees what follows a publish too
             self._housekeeping(job_id, self.after_publish, outcome.run_id)
         final = self._recorded(
@@ -336,5 +336,5 @@ class JobRunner:
             logger.exception("after job %s: housekeeping failed", job_id)
 
     def pinned(self) -> frozenset[str]:
-        """The runs queued or running jobs need (the run an audit examines)."""
-        return frozenset(job.run_id for job in self.jobs.recent(statuses=ACTIVE) if job.run_id is not None)
+        """The runs queued or running jobs need (`store.needs`)."""
+        return self.jobs.needed()

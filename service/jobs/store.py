@@ -1,9 +1,9 @@
 """Jobs as rows of the catalog's `jobs` table, so a job outlives the process that ran it.
 
-A job has a kind (`backfill`, `audit`) and the spec of its work, stored as JSON and read back typed. Every
-state change is a compare-and-set (`UPDATE ... WHERE status IN (...)`), so a cancel racing the worker can
-never resurrect a finished job or finish a cancelled one. Instants are stored as naive UTC TIMESTAMPs. The
-table's schema belongs to the catalog file (`storage.catalog`), which versions it.
+A job has a kind (`backfill`, `audit`, `update`, `compact`) and the spec of its work, stored as JSON and
+read back typed. Every state change is a compare-and-set (`UPDATE ... WHERE status IN (...)`), so a cancel
+racing the worker can never resurrect a finished job or finish a cancelled one. Instants are stored as
+naive UTC TIMESTAMPs. The table's schema belongs to the catalog file (`storage.catalog`), which versions it.
 """
 
 import json
@@ -17,11 +17,18 @@ import pandas as pd
 
 from storage.catalog import Catalog
 from vocabulary.errors import NotFound
-from vocabulary.spec import AuditSpec, BackfillSpec
+from vocabulary.spec import NEWEST, AuditSpec, BackfillSpec, CompactSpec, UpdateSpec
 
-Work = BackfillSpec | AuditSpec
-"""What a job does: the spec of its backfill or audit."""
-KINDS: Final[dict[str, type[Work]]] = {"backfill": BackfillSpec, "audit": AuditSpec}
+Work = BackfillSpec | AuditSpec | UpdateSpec | CompactSpec
+"""What a job does: the spec of its backfill, audit, update or compaction."""
+KINDS: Final[dict[str, type[Work]]] = {
+    "backfill": BackfillSpec,
+    "audit": AuditSpec,
+    "update": UpdateSpec,
+    "compact": CompactSpec,
+}
+PUBLISHING: Final = frozenset({"backfill", "update", "compact"})
+"""The kinds of job whose success publishes a run (retention follows them)."""
 
 
 class JobStatus(StrEnum):
@@ -44,6 +51,16 @@ class JobNotFound(NotFound):
 
 def kind_of(work: Work) -> str:
     return next(kind for kind, spec in KINDS.items() if isinstance(work, spec))
+
+
+def needs(work: Work) -> str | None:
+    """The published run a job's work reads, which retention must keep: the run an audit examines, the
+    run an update or a compaction starts from (when named: a dataset's newest run is never collected)."""
+    if isinstance(work, AuditSpec):
+        return work.run_id
+    if isinstance(work, UpdateSpec | CompactSpec) and work.run_id != NEWEST:
+        return work.run_id
+    return None
 
 
 @dataclass(frozen=True)
@@ -192,6 +209,10 @@ class JobStore:
                 [*sorted(ACTIVE), keep, JobStatus.SUCCEEDED, *sorted(ACTIVE)],
             ).fetchall()
         return len(deleted)
+
+    def needed(self) -> frozenset[str]:
+        """The runs queued or running jobs need (`needs`): pinned against retention."""
+        return frozenset(run_id for job in self.recent(statuses=ACTIVE) if (run_id := needs(job.work)))
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each state (every state named, zeros included)."""

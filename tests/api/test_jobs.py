@@ -2,6 +2,7 @@
 and recovery after the server is killed (-9) mid-job. Plus the job table's state machine on its own."""
 
 import shutil
+import threading
 from pathlib import Path
 
 import httpx
@@ -220,3 +221,27 @@ def test_job_states_change_only_from_the_expected_ones(tmp_path):
         jobs.get("nope")
     with pytest.raises(ValueError, match="status"):
         jobs.update(job.job_id, status="succeeded")
+
+
+def test_threads_updating_one_job_at_once_all_succeed(tmp_path):
+    """A cancel arriving while the worker records progress: in one process both write the same row, which
+    DuckDB refuses as a write conflict unless the catalog's units of work take turns."""
+    jobs = JobStore(Catalog(tmp_path))
+    job = jobs.create(BackfillSpec(lake="/data/lake", interval="1d"))
+    failures: list[BaseException] = []
+
+    def record(field: str) -> None:
+        try:
+            for step in range(100):
+                jobs.update(job.job_id, **{field: step})
+        except BaseException as error:  # collected for the assertion
+            failures.append(error)
+
+    threads = [threading.Thread(target=record, args=(field,)) for field in ("done", "total")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    final = jobs.get(job.job_id)
+    assert (final.done, final.total) == (99, 99)

@@ -85,7 +85,7 @@ def test_gc_deletes_old_runs_reports_the_space_and_refuses_a_served_data_dir(bac
         assert runner.invoke(app, ["backfill", "--lake", str(sample.files.lake), "--interval", "1d",
                                    "--data-dir", str(sample.data_dir)]).exit_code == 0  # fmt: skip
     runs = Catalog(sample.data_dir).runs()
-    size = sum(file.stat().st_size for run in runs[1:] for file in run.files())
+    size = sum(file.stat().st_size for run in runs[1:] for file in run.reads())
     result = runner.invoke(app, ["gc", "--keep", "1", "--data-dir", str(sample.data_dir)])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1] == f"2 runs deleted, {size / 1e6:.1f} MB reclaimed"

@@ -10,6 +10,8 @@ import pytest
 
 from service.jobs.store import JobStore
 from storage.catalog import CATALOG_FILE, FORMAT_VERSION, Catalog
+from storage.read import FeatureStore
+from tests.support.rows import daily, feature_rows, publish
 from vocabulary.errors import InvalidInput, Unavailable
 from vocabulary.spec import BackfillSpec
 
@@ -122,3 +124,25 @@ def test_a_catalog_of_a_newer_format_is_refused_with_what_to_do(tmp_path: Path) 
 
     with pytest.raises(Unavailable, match=f"format {FORMAT_VERSION + 1}, newer than this asof.*upgrade asof"):
         Catalog(tmp_path).runs()
+
+
+def test_a_format_4_catalog_keeps_its_runs_readable_and_records_them_as_backfills(tmp_path: Path) -> None:
+    """Format 5 lists a run's files and how it was made: a run of format 4 (layout 2) has its parts found
+    in its folder, is a backfill of its own, and carries no state (so it cannot be updated)."""
+    rows = feature_rows({"A:X": daily("2024-01-01", 40), "B:Y": daily("2024-01-05", 30)})
+    current = publish(tmp_path, rows)
+    expected = FeatureStore(tmp_path).cross_section("2024-02-01", features="all", run_id=current.run_id).rows
+    with duckdb.connect(str(tmp_path / CATALOG_FILE)) as connection:  # the catalog as format 4 wrote it
+        for column in ("made_by", "lineage", "parts", "states"):
+            connection.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        connection.execute("UPDATE runs SET layout = 2")
+        connection.execute("UPDATE format SET version = 4")
+
+    (run,) = Catalog(tmp_path).runs()
+
+    assert (run.layout, run.parts, run.made_by, run.lineage, run.state_files) == (2, None, "backfill", (), ())
+    assert run.files() == current.files() == sorted(current.path.glob("part-*.parquet"))
+    served = FeatureStore(tmp_path).cross_section("2024-02-01", features="all", run_id=run.run_id).rows
+    pd.testing.assert_frame_equal(served, expected, check_exact=True)
+    with duckdb.connect(str(tmp_path / CATALOG_FILE)) as connection:
+        assert connection.execute("SELECT version FROM format").fetchall() == [(FORMAT_VERSION,)] == [(5,)]

@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from storage.catalog import RUN_LAYOUT, Catalog, CatalogLocked, RunNotFound, code_version
+from storage.parts import piece, stage_table
 from storage.read import FeatureStore, parquet_sql
-from storage.runs import RUNS_DIR, RunWriter
+from storage.runs import RUNS_DIR, RunWriter, to_table
 from tests.support.rows import daily, failed, feature_rows, publish, spec
 from vocabulary.errors import InvalidInput
 from vocabulary.features import FEATURES, VOTES
@@ -43,7 +44,9 @@ def test_publish_writes_one_sorted_typed_parquet_and_catalogues_the_run(tmp_path
     )
     assert run.features == list(FEATURES)
     assert run.code_version == code_version() and run.code_version.startswith("0.")
-    assert run.spec == spec() and run.layout == RUN_LAYOUT == 2
+    assert run.spec == spec() and run.layout == RUN_LAYOUT == 3
+    assert (run.made_by, run.lineage, run.parent, run.state_files) == ("backfill", (), None, ())
+    assert Catalog(tmp_path).run(run.run_id) == run
     assert [file.name for file in run.files()] == sorted(os.listdir(run.path)) == ["part-00000.parquet"]
     assert visible_entries(tmp_path) == [run.run_id]
 
@@ -115,12 +118,14 @@ def test_leaving_the_block_without_publishing_discards_the_run(tmp_path: Path) -
         writer.write(feature_rows({"X:A": daily("2024-01-01", 5)}))
 
 
-def test_a_failed_publish_rolls_back_and_leaves_the_previous_run_served(tmp_path: Path) -> None:
+@pytest.mark.parametrize("staged", [False, True], ids=["in memory", "a piece file"])
+def test_a_failed_publish_rolls_back_and_leaves_the_previous_run_served(tmp_path: Path, staged: bool) -> None:
     previous = publish(tmp_path, feature_rows({"X:A": daily("2024-01-01", 20)}))
     duplicate = r"'X:A' has more than one row at ts 2024-01-0"
     with pytest.raises(ValueError, match=duplicate), RunWriter(tmp_path, spec()) as writer:
-        writer.write(feature_rows({"X:A": daily("2024-01-01", 5)}))
-        writer.write(feature_rows({"X:A": daily("2024-01-03", 5)}))
+        writer.write(feature_rows({"X:A": daily("2024-01-01", 5), "X:B": daily("2024-01-01", 5)}))
+        later = to_table(feature_rows({"X:A": daily("2024-01-03", 5)}), spec())
+        writer.add_staged(stage_table(writer.pieces, "later", later) if staged else piece(later))
         writer.publish()
     assert visible_entries(tmp_path) == [previous.run_id]
     assert FeatureStore(tmp_path).cross_section("2024-01-10").run_id == previous.run_id

@@ -1,0 +1,48 @@
+"""`asof compact`: rewrite a run made by a chain of updates into a self-contained run, from the command
+line, when no server holds the data dir."""
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.console import DataDir, existing_data_dir, one_line_errors, progress_bar
+from cli.root import app
+from service.compaction import compact_run
+from storage.datadir import refuse_if_served
+from vocabulary.spec import NEWEST, CompactSpec
+
+
+@app.command()
+def compact(
+    run_id: Annotated[
+        str, typer.Option(help="The run to compact; newest: the newest run of --dataset (or the default).")
+    ] = NEWEST,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="With --run-id newest: the dataset (default: the only one, or ASOF_DEFAULT_DATASET)."
+        ),
+    ] = None,
+    data_dir: DataDir = Path("data"),
+) -> None:
+    """Rewrite a run's rows into fresh parts of a new run of its dataset, which reads none of its
+    ancestors' files.
+
+    A run made by updates reads its ancestors' parts, a few more with every update; compacting it keeps
+    every answer (the same rows, the same carried state) and makes reads open fewer files. The new run is
+    what unpinned reads follow; the old chain stays pinnable until retention (asof gc) collects it.
+
+    Example: asof compact --data-dir data
+    """
+    with one_line_errors():
+        refuse_if_served(data_dir, "compact through it (POST /runs/newest/compact) or stop it")
+        default = os.environ.get("ASOF_DEFAULT_DATASET") if run_id == NEWEST else None
+        spec = CompactSpec(run_id, dataset=dataset or default)
+        with progress_bar("compact", "files") as progress:
+            result = compact_run(existing_data_dir(data_dir), spec, progress=progress)
+        run = result.run
+        typer.echo(
+            f"run {run.run_id}: compaction of {run.parent}, {run.rows} rows in {len(run.files())} parts"
+        )
