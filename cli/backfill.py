@@ -12,8 +12,11 @@ from rich.console import Console
 
 from cli.console import (
     INTERVALS_HELP,
+    ChunkBars,
     DataDir,
+    Executor,
     HistoryBars,
+    RayAddress,
     Rules,
     names,
     one_line_errors,
@@ -66,21 +69,9 @@ def backfill(
     ] = None,
     rules: Rules = DEFAULT_RULES,
     history_bars: HistoryBars = None,
-    executor: Annotated[
-        str,
-        typer.Option(help="Where to compute: local (this machine's cores) or ray (tasks on a Ray cluster)."),
-    ] = "local",
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            envvar="ASOF_RAY_ADDRESS",
-            help="The Ray cluster of --executor ray (e.g. ray://head:10001); default: a local one. The lake "
-            "and the data dir must be on storage every node reaches.",
-        ),
-    ] = None,
-    chunk_bars: Annotated[
-        int, typer.Option(help="Lake rows one worker rates at once (a whole symbol at least); bounds memory.")
-    ] = CHUNK_BARS,
+    executor: Executor = "local",
+    ray_address: RayAddress = None,
+    chunk_bars: ChunkBars = CHUNK_BARS,
     data_dir: DataDir = Path("data"),
 ) -> None:
     """Backfill the ratings of a lake into a new run, published only when complete.

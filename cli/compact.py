@@ -3,11 +3,17 @@ line, when no server holds the data dir."""
 
 import os
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from cli.console import DataDir, existing_data_dir, one_line_errors, progress_bar
+from cli.console import (
+    DataDir,
+    DatasetOfNewest,
+    RunOfDataset,
+    existing_data_dir,
+    one_line_errors,
+    progress_bar,
+)
 from cli.root import app
 from service.compaction import compact_run
 from storage.datadir import refuse_if_served
@@ -16,15 +22,8 @@ from vocabulary.spec import NEWEST, CompactSpec
 
 @app.command()
 def compact(
-    run_id: Annotated[
-        str, typer.Option(help="The run to compact; newest: the newest run of --dataset (or the default).")
-    ] = NEWEST,
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            help="With --run-id newest: the dataset (default: the only one, or ASOF_DEFAULT_DATASET)."
-        ),
-    ] = None,
+    run_id: RunOfDataset = NEWEST,
+    dataset: DatasetOfNewest = None,
     data_dir: DataDir = Path("data"),
 ) -> None:
     """Rewrite a run's rows into fresh parts of a new run of its dataset, which reads none of its

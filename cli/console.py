@@ -51,6 +51,32 @@ HistoryBars = Annotated[
 ]
 
 
+Executor = Annotated[
+    str, typer.Option(help="Where to compute: local (this machine's cores) or ray (tasks on a Ray cluster).")
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        envvar="ASOF_RAY_ADDRESS",
+        help="The Ray cluster of --executor ray (e.g. ray://head:10001); default: a local one. The lake "
+        "and the data dir must be on storage every node reaches.",
+    ),
+]
+ChunkBars = Annotated[
+    int,
+    typer.Option(
+        help="Lake rows one worker reads and rates at once (a whole symbol at least); bounds memory."
+    ),
+]
+RunOfDataset = Annotated[
+    str, typer.Option("--run-id", help="The run; newest: the newest run of --dataset (or the default).")
+]
+DatasetOfNewest = Annotated[
+    str | None,
+    typer.Option(help="With --run-id newest: the dataset (default: the only one, or ASOF_DEFAULT_DATASET)."),
+]
+
+
 def existing_data_dir(data_dir: Path) -> Path:
     """The data dir back, or a ValueError saying how to point at one."""
     if not data_dir.is_dir():

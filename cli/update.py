@@ -11,7 +11,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cli.console import DataDir, existing_data_dir, one_line_errors, progress_bar, symbol_table
+from cli.console import (
+    ChunkBars,
+    DataDir,
+    DatasetOfNewest,
+    Executor,
+    RayAddress,
+    RunOfDataset,
+    existing_data_dir,
+    one_line_errors,
+    progress_bar,
+    symbol_table,
+)
 from cli.root import app
 from service.backfill import BackfillResult
 from service.chunks import CHUNK_BARS
@@ -23,31 +34,14 @@ from vocabulary.time import iso
 
 @app.command()
 def update(
-    run_id: Annotated[
-        str, typer.Option(help="The run to update; newest: the newest run of --dataset (or the default).")
-    ] = NEWEST,
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            help="With --run-id newest: the dataset (default: the only one, or ASOF_DEFAULT_DATASET)."
-        ),
-    ] = None,
+    run_id: RunOfDataset = NEWEST,
+    dataset: DatasetOfNewest = None,
     lake: Annotated[
         Path | None, typer.Option(help="Read this lake instead of the run's own (same symbols' files).")
     ] = None,
-    executor: Annotated[
-        str,
-        typer.Option(help="Where to compute: local (this machine's cores) or ray (tasks on a Ray cluster)."),
-    ] = "local",
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            envvar="ASOF_RAY_ADDRESS", help="The Ray cluster of --executor ray; default: a local one."
-        ),
-    ] = None,
-    chunk_bars: Annotated[
-        int, typer.Option(help="Lake rows one worker reads and rates at once; bounds memory.")
-    ] = CHUNK_BARS,
+    executor: Executor = "local",
+    ray_address: RayAddress = None,
+    chunk_bars: ChunkBars = CHUNK_BARS,
     data_dir: DataDir = Path("data"),
 ) -> None:
     """Extend a run with the bars its lake holds after each symbol's last one, into a new run.

@@ -1,8 +1,9 @@
 """Published runs: metadata, the wide feature matrix, and the jobs that start from a run: the forensic
 audit, an update (keeping the run current) and a compaction."""
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -20,6 +21,7 @@ from vocabulary.errors import NotFound, Unavailable
 from vocabulary.spec import AuditSpec, CompactSpec, UpdateSpec
 
 router = APIRouter(tags=["runs"])
+Route = TypeVar("Route", bound=Callable[..., Any])
 
 
 _FINISHED_WITH_REPORT = frozenset({JobStatus.SUCCEEDED})
@@ -89,15 +91,17 @@ def get_matrix(run_id: str, store: Store, features: Annotated[Features, Query()]
     )
 
 
-@router.post(
-    "/runs/{run_id}/audit",
-    status_code=202,
-    response_model=JobOut,
-    responses={
-        **ERROR_RESPONSES,
-        409: {"model": ConflictOut, "description": "the same audit is queued or running"},
-    },
-)
+def _starts_a_job(path: str, conflict: str) -> Callable[[Route], Route]:
+    """A POST route that queues a job about a run: 202 with the job, or 409 for `conflict`."""
+    return router.post(
+        path,
+        status_code=202,
+        response_model=JobOut,
+        responses={**ERROR_RESPONSES, 409: {"model": ConflictOut, "description": conflict}},
+    )
+
+
+@_starts_a_job("/runs/{run_id}/audit", "the same audit is queued or running")
 def start_audit(
     run_id: str, store: Store, runner: Runner, response: Response, body: AuditIn | None = None
 ) -> JobOut:
@@ -112,17 +116,9 @@ def start_audit(
     return submit(runner, AuditSpec(run_id, samples=body.samples, seed=body.seed), response)
 
 
-@router.post(
+@_starts_a_job(
     "/runs/{run_id}/update",
-    status_code=202,
-    response_model=JobOut,
-    responses={
-        **ERROR_RESPONSES,
-        409: {
-            "model": ConflictOut,
-            "description": "the same update is queued or running, or the run carries no state to continue",
-        },
-    },
+    "the same update is queued or running, or the run carries no state to continue",
 )
 def start_update(
     run_id: str, store: Store, runner: Runner, response: Response, body: UpdateIn | None = None
@@ -139,15 +135,7 @@ def start_update(
     return submit(runner, admit_update(store, spec), response)
 
 
-@router.post(
-    "/runs/{run_id}/compact",
-    status_code=202,
-    response_model=JobOut,
-    responses={
-        **ERROR_RESPONSES,
-        409: {"model": ConflictOut, "description": "the same compaction is queued or running"},
-    },
-)
+@_starts_a_job("/runs/{run_id}/compact", "the same compaction is queued or running")
 def start_compaction(
     run_id: str, store: Store, runner: Runner, response: Response, body: CompactIn | None = None
 ) -> JobOut:
