@@ -240,15 +240,24 @@ class Catalog:
 
         Units of work of one process run one at a time: its connections share one DuckDB instance, where
         two threads updating the same row (a job's cancel beside its progress) would fail with a write
-        conflict. Waits (with jittered backoff) while another process holds the file and raises
-        CatalogLocked after `lock_timeout` seconds; a file DuckDB cannot open or read is CatalogUnreadable.
-        Both are Unavailable and name the file, never its absolute path (the full error goes to the log).
+        conflict. Waits for its turn, then (with jittered backoff) while another process holds the file,
+        and raises CatalogLocked after `lock_timeout` seconds in all; a file DuckDB cannot open or read is
+        CatalogUnreadable. Both are Unavailable and name the file, never its absolute path (the full error
+        goes to the log).
         """
-        with _unit_of_work(self.path.resolve()):
-            yield from self._connected()
+        deadline = time.monotonic() + self.lock_timeout
+        turn = _unit_of_work(self.path.resolve())
+        if not turn.acquire(timeout=self.lock_timeout):
+            raise CatalogLocked(
+                f"{CATALOG_FILE} stayed locked by other work of this process for {self.lock_timeout:g} s"
+            )
+        try:
+            yield from self._connected(deadline)
+        finally:
+            turn.release()
 
-    def _connected(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        connection = self._open()
+    def _connected(self, deadline: float) -> Iterator[duckdb.DuckDBPyConnection]:
+        connection = self._open(deadline)
         try:
             if not self._formatted:
                 _open_format(connection, self.path)
@@ -260,8 +269,7 @@ class Catalog:
         finally:
             connection.close()
 
-    def _open(self) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self.lock_timeout
+    def _open(self, deadline: float) -> duckdb.DuckDBPyConnection:
         pause = 0.005
         while True:
             try:

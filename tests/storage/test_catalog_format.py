@@ -2,6 +2,7 @@
 one transaction, on first open; one written by a newer asof is refused with what to do."""
 
 import json
+import threading
 from pathlib import Path
 
 import duckdb
@@ -146,3 +147,27 @@ def test_a_format_4_catalog_keeps_its_runs_readable_and_records_them_as_backfill
     pd.testing.assert_frame_equal(served, expected, check_exact=True)
     with duckdb.connect(str(tmp_path / CATALOG_FILE)) as connection:
         assert connection.execute("SELECT version FROM format").fetchall() == [(FORMAT_VERSION,)] == [(5,)]
+
+
+def test_a_unit_of_work_waits_for_its_turn_at_most_the_catalogs_wait(tmp_path: Path) -> None:
+    """Units of work of one process take turns; one that waits past `lock_timeout` is Unavailable, and
+    names no path."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with Catalog(tmp_path).connect():
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(
+            Unavailable, match=r"catalog\.duckdb stayed locked by other work of this process for 0\.2 s"
+        ):
+            Catalog(tmp_path, lock_timeout=0.2).runs()
+    finally:
+        release.set()
+        holder.join()
+    assert Catalog(tmp_path, lock_timeout=0.2).runs() == []
