@@ -1,7 +1,7 @@
-"""The three TradingView scanner captures (acceptance/tradingview_closed_bars.json): raw Binance klines in,
-through the default cleaning, and every captured field of the last closed bar out, exactly, from both the
-panel engine and the pandas-ta oracle, under the default (scanner) rules. The chart and legacy rule sets
-miss them exactly where RATINGS_SPEC section 8's replay says they do."""
+"""The three TradingView scanner captures (the repository's copy, tests/data/tradingview_closed_bars.json):
+raw Binance klines in, through the default cleaning, and every captured field of the last closed bar out,
+exactly, from both the panel engine and the pandas-ta oracle, under the default (scanner) rules. The chart
+and legacy rule sets miss them exactly where RATINGS_SPEC section 8's replay says they do."""
 
 import json
 from pathlib import Path

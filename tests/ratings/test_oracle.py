@@ -1,5 +1,5 @@
 """The pandas-ta oracle: its Pine primitives against plain loops from the spec, and bar-for-bar agreement
-with the panel engine on a varied seeded universe (the scanner captures: tests/test_acceptance.py)."""
+with the panel engine on a varied seeded universe (the scanner captures: tests/ratings/test_acceptance.py)."""
 
 import numpy as np
 import pandas as pd
