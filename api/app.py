@@ -61,7 +61,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         after_job=lambda job: app.state.metrics.job_finished(job),
         ray_address=settings.ray_address,
     )
-    app.state.settings = settings
     app.state.store = store
     app.state.runner = runner
     app.state.writer = Writer(settings, store, runner)

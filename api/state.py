@@ -1,4 +1,4 @@
-"""The long-lived objects of one app (settings, feature store, job runner, read limits) as typed route
+"""The long-lived objects of one app (feature store, job runner, read limits, answer cache) as typed route
 dependencies."""
 
 from typing import Annotated
@@ -7,7 +7,6 @@ from fastapi import Depends, Request
 
 from api.answers import Answers
 from api.reads import ReadLimits
-from api.settings import Settings
 from service.jobs.runner import JobRunner
 from storage.read import FeatureStore
 
@@ -28,12 +27,7 @@ async def _answers(request: Request) -> Answers:
     return request.app.state.answers
 
 
-async def _settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
 Store = Annotated[FeatureStore, Depends(_store)]
 Runner = Annotated[JobRunner, Depends(_runner)]
 Reads = Annotated[ReadLimits, Depends(_reads)]
 Cache = Annotated[Answers, Depends(_answers)]
-Config = Annotated[Settings, Depends(_settings)]

@@ -21,15 +21,8 @@ class Snapshot:
     runs: list[RunInfo] | None  # newest first; None while the catalog cannot be read
     jobs: dict[str, int] | None
     problems: list[str]
+    datasets: dict[str, RunInfo] = field(default_factory=dict)  # each dataset's newest run, by name
     taken: float = field(default_factory=time.monotonic)
-
-    @property
-    def datasets(self) -> dict[str, RunInfo]:
-        """Each dataset's newest run."""
-        newest: dict[str, RunInfo] = {}
-        for run in self.runs or []:
-            newest.setdefault(run.spec.dataset, run)
-        return dict(sorted(newest.items()))
 
 
 class Watch:
@@ -51,7 +44,9 @@ class Watch:
         late = time.monotonic() - current.taken
         if self._thread is not None and late > 10 * self.every + 5:
             stuck = f"storage not checked for {late:.0f} s"
-            return Snapshot(current.runs, current.jobs, [*current.problems, stuck], current.taken)
+            return Snapshot(
+                current.runs, current.jobs, [*current.problems, stuck], current.datasets, current.taken
+            )
         return current
 
     def start(self) -> None:
@@ -70,13 +65,13 @@ class Watch:
             except Unavailable as error:
                 self._snapshot = Snapshot(None, None, [f"catalog: {error}"])
                 return
-            snapshot = Snapshot(runs, jobs, [])
+            datasets = _newest_per_dataset(runs)
             missing = [
                 f"run {run.run_id} (dataset {name}): its features files are missing"
-                for name, run in snapshot.datasets.items()
+                for name, run in datasets.items()
                 if not (files := run.files()) or not all(file.is_file() for file in files)
             ]
-            self._snapshot = Snapshot(runs, jobs, missing)
+            self._snapshot = Snapshot(runs, jobs, missing, datasets)
 
     def _watch(self) -> None:
         while not self._stopping.wait(self.every):
@@ -84,3 +79,11 @@ class Watch:
                 self.refresh()
             except Exception:  # the watch must outlive anything one look throws
                 logger.exception("storage check failed")
+
+
+def _newest_per_dataset(runs: list[RunInfo]) -> dict[str, RunInfo]:
+    """Each dataset's newest run (`runs` come newest first), by dataset name."""
+    newest: dict[str, RunInfo] = {}
+    for run in runs:
+        newest.setdefault(run.spec.dataset, run)
+    return dict(sorted(newest.items()))

@@ -23,7 +23,6 @@ from api.schemas import (
 from api.state import Cache, Reads, Store
 from storage.catalog import RunInfo
 from storage.read import FeatureStore, resolve_features
-from vocabulary.features import ROW_META
 from vocabulary.time import iso, parse_interval
 
 router = APIRouter(tags=["features"])
@@ -44,19 +43,18 @@ def _symbols(run: RunInfo, symbols: list[str] | None) -> int:
     return len(run.symbols) if symbols is None else len(set(symbols))
 
 
-def _features(features: list[str] | None) -> int:
-    return len(resolve_features(store_features(features)))
+def _features(features: list[str] | None) -> list[str]:
+    """The feature names a read answers with, resolved once: the limit, the answer and its key use them."""
+    return resolve_features(store_features(features))
 
 
 def _question(
-    kind: str, run: RunInfo, instants: list[pd.Timestamp], options: ReadOptions, form: str
+    kind: str, run: RunInfo, instants: list[pd.Timestamp], options: ReadOptions, names: list[str], form: str
 ) -> tuple:
     """What an answer depends on: the same question to the same (immutable) run has the same bytes."""
     symbols = None if options.symbols is None else tuple(sorted(set(options.symbols)))
-    features = store_features(options.features)
-    named = features if features is None or isinstance(features, str) else tuple(features)
     moments = tuple(iso(instant) for instant in instants)  # exact whatever the unit (years past 2262)
-    return (kind, run.run_id, moments, symbols, named, options.max_staleness, form)
+    return (kind, run.run_id, moments, symbols, tuple(names), options.max_staleness, form)
 
 
 @router.get("/features", response_model=CrossSectionOut, responses=_RESPONSES)
@@ -66,21 +64,24 @@ def cross_section(
     """The cross-section as of `as_of`: per symbol, its newest row with `available_at <= as_of`, unless
     stale (listed under `stale` instead)."""
     run = store.run(query.run_id, query.dataset)  # resolved once: the limit and the read see the same run
-    reads.check(1, _symbols(run, query.symbols), _features(query.features))
+    names = _features(query.features)
+    reads.check(1, _symbols(run, query.symbols), len(names))
     if query.as_of is None:  # "now" is never asked again: nothing to keep
-        return _cross_section(query, store, reads, run)
-    question = _question("section", run, [query.as_of], query, query.format)
+        return _cross_section(query, store, reads, run, names)
+    question = _question("section", run, [query.as_of], query, names, query.format)
     if (answer := answers.get(question)) is not None:
         return answer.response()
-    return answers.keep(question, _cross_section(query, store, reads, run))
+    return answers.keep(question, _cross_section(query, store, reads, run, names))
 
 
-def _cross_section(query: FeaturesQuery, store: FeatureStore, reads: ReadLimits, run: RunInfo) -> Response:
+def _cross_section(
+    query: FeaturesQuery, store: FeatureStore, reads: ReadLimits, run: RunInfo, names: list[str]
+) -> Response:
     with reads.slot():  # encoding included: it is where an answer's memory peaks
         section = store.cross_section(
             query.as_of or _now(),
             symbols=query.symbols,
-            features=store_features(query.features),
+            features=names,
             run_id=run.run_id,
             max_staleness=query.max_staleness,
         )
@@ -102,19 +103,22 @@ def batch(
     """One cross-section per `as_of`, all from one run (a whole rebalance schedule in one call). Arrow and
     CSV stack the rows under a leading `as_of` column."""
     run = store.run(body.run_id, body.dataset)
-    reads.check(len(body.as_of), _symbols(run, body.symbols), _features(body.features))
-    question = _question("batch", run, body.as_of, body, format)
+    names = _features(body.features)
+    reads.check(len(body.as_of), _symbols(run, body.symbols), len(names))
+    question = _question("batch", run, body.as_of, body, names, format)
     if (answer := answers.get(question)) is not None:
         return answer.response()
-    return answers.keep(question, _batch(body, store, reads, run, format))
+    return answers.keep(question, _batch(body, store, reads, run, names, format))
 
 
-def _batch(body: BatchIn, store: FeatureStore, reads: ReadLimits, run: RunInfo, format: Format) -> Response:
+def _batch(
+    body: BatchIn, store: FeatureStore, reads: ReadLimits, run: RunInfo, names: list[str], format: Format
+) -> Response:
     with reads.slot():
         sections = store.batch(
             body.as_of,
             symbols=body.symbols,
-            features=store_features(body.features),
+            features=names,
             run_id=run.run_id,
             max_staleness=body.max_staleness,
         )
@@ -135,17 +139,12 @@ def history(symbol: str, query: Annotated[HistoryQuery, Query()], store: Store, 
     """One symbol's rows with `ts` in `[start, end]`, as known at `as_of` (now when absent)."""
     as_of = query.as_of or _now()
     run = store.run(query.run_id, query.dataset)  # pinned (404 if unknown) or the dataset's newest
-    reads.check(_bars_between(run, query.start, query.end), 1, _features(query.features))
+    names = _features(query.features)
+    reads.check(_bars_between(run, query.start, query.end), 1, len(names))
     with reads.slot():
         rows = store.history(
-            symbol,
-            start=query.start,
-            end=query.end,
-            as_of=as_of,
-            run_id=run.run_id,
-            features=store_features(query.features),
+            symbol, start=query.start, end=query.end, as_of=as_of, run_id=run.run_id, features=names
         )
-        features = [name for name in rows.columns if name not in ROW_META]
         metadata = {
             "symbol": symbol,
             "as_of": iso(as_of),
@@ -154,9 +153,7 @@ def history(symbol: str, query: Annotated[HistoryQuery, Query()], store: Store, 
             "interval": run.interval,
         }
         if query.format == "json":
-            return json_response(
-                metadata | {"features": features, "rows": json_rows([frame_columns(rows)])[0]}
-            )
+            return json_response(metadata | {"features": names, "rows": json_rows([frame_columns(rows)])[0]})
         return table_response(rows, query.format, metadata)
 
 

@@ -1,7 +1,8 @@
 """`POST /backfill` and the jobs it creates (and audits, `api.routes.runs`): follow, list, cancel."""
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Response
 
@@ -15,7 +16,17 @@ from service.jobs.store import Job, JobStatus, Work
 from vocabulary.spec import BackfillSpec
 
 router = APIRouter(tags=["jobs"])
-_CONFLICT = {409: {"model": ConflictOut, "description": "an identical backfill is queued or running"}}
+Route = TypeVar("Route", bound=Callable[..., Any])
+
+
+def starts_a_job(router: APIRouter, path: str, conflict: str) -> Callable[[Route], Route]:
+    """A POST route that queues a job: 202 with the job, or 409 for `conflict`."""
+    return router.post(
+        path,
+        status_code=202,
+        response_model=JobOut,
+        responses={**ERROR_RESPONSES, 409: {"model": ConflictOut, "description": conflict}},
+    )
 
 
 def job_out(job: Job, data_dir: Path) -> JobOut:
@@ -40,7 +51,7 @@ def job_out(job: Job, data_dir: Path) -> JobOut:
     )
 
 
-@router.post("/backfill", status_code=202, response_model=JobOut, responses={**ERROR_RESPONSES, **_CONFLICT})
+@starts_a_job(router, "/backfill", "an identical backfill is queued or running")
 def backfill(body: BackfillIn, runner: Runner, response: Response) -> JobOut:
     """Queue a backfill of `lake` into a new run; follow it at the `Location` (`GET /jobs/{job_id}`).
 

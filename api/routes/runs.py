@@ -1,17 +1,16 @@
 """Published runs: metadata, the wide feature matrix, and the jobs that start from a run: the forensic
 audit, an update (keeping the run current) and a compaction."""
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
 from api.errors import ERROR_RESPONSES
 from api.paths import public_spec
 from api.responses import json_response
-from api.routes.jobs import submit
-from api.schemas import AuditIn, CompactIn, ConflictOut, Features, JobOut, RunOut, UpdateIn, store_features
+from api.routes.jobs import starts_a_job, submit
+from api.schemas import AuditIn, CompactIn, Features, JobOut, RunOut, UpdateIn, store_features
 from api.state import Runner, Store
 from service.jobs.admission import admit_compaction, admit_update
 from service.jobs.store import ACTIVE, JobStatus
@@ -21,7 +20,6 @@ from vocabulary.errors import NotFound, Unavailable
 from vocabulary.spec import AuditSpec, CompactSpec, UpdateSpec
 
 router = APIRouter(tags=["runs"])
-Route = TypeVar("Route", bound=Callable[..., Any])
 
 
 _FINISHED_WITH_REPORT = frozenset({JobStatus.SUCCEEDED})
@@ -91,17 +89,7 @@ def get_matrix(run_id: str, store: Store, features: Annotated[Features, Query()]
     )
 
 
-def _starts_a_job(path: str, conflict: str) -> Callable[[Route], Route]:
-    """A POST route that queues a job about a run: 202 with the job, or 409 for `conflict`."""
-    return router.post(
-        path,
-        status_code=202,
-        response_model=JobOut,
-        responses={**ERROR_RESPONSES, 409: {"model": ConflictOut, "description": conflict}},
-    )
-
-
-@_starts_a_job("/runs/{run_id}/audit", "the same audit is queued or running")
+@starts_a_job(router, "/runs/{run_id}/audit", "the same audit is queued or running")
 def start_audit(
     run_id: str, store: Store, runner: Runner, response: Response, body: AuditIn | None = None
 ) -> JobOut:
@@ -116,7 +104,8 @@ def start_audit(
     return submit(runner, AuditSpec(run_id, samples=body.samples, seed=body.seed), response)
 
 
-@_starts_a_job(
+@starts_a_job(
+    router,
     "/runs/{run_id}/update",
     "the same update is queued or running, or the run carries no state to continue",
 )
@@ -135,7 +124,7 @@ def start_update(
     return submit(runner, admit_update(store, spec), response)
 
 
-@_starts_a_job("/runs/{run_id}/compact", "the same compaction is queued or running")
+@starts_a_job(router, "/runs/{run_id}/compact", "the same compaction is queued or running")
 def start_compaction(
     run_id: str, store: Store, runner: Runner, response: Response, body: CompactIn | None = None
 ) -> JobOut:
