@@ -314,13 +314,13 @@ class Catalog:
             raise RunNotFound(run_id)
         return self._run(row)
 
-    def latest_run(self, *, dataset: str | None = None, interval: str | None = None) -> RunInfo | None:
-        """The run published last (of `dataset`, of `interval`, when given), or None when there is none."""
+    def latest_run(self, *, interval: str | None = None) -> RunInfo | None:
+        """The run published last (of `interval`, when given), or None when there is none."""
         with self.connect() as connection:
             row = connection.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE (? IS NULL OR dataset = ?) "
-                "AND (? IS NULL OR interval = ?) ORDER BY published_at DESC, run_id DESC LIMIT 1",
-                [dataset, dataset, interval, interval],
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE (? IS NULL OR interval = ?) "
+                "ORDER BY published_at DESC, run_id DESC LIMIT 1",
+                [interval, interval],
             ).fetchone()
         return None if row is None else self._run(row)
 
@@ -374,44 +374,37 @@ class Catalog:
         the marker. `available` gives each stored symbol's first and last `available_at`. Paths are stored
         relative to the data dir, so a data dir can move."""
         published_at = pd.Timestamp.now(tz="UTC")
-        relative = run.path.relative_to(self.data_dir).as_posix()
         parts = None if run.parts is None else [self._relative(file) for file in run.parts]
-        with self.connect() as connection:
-            connection.execute("BEGIN TRANSACTION")
-            try:
-                _check_joins_its_dataset(connection, run)
-                connection.execute(
-                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        run.run_id,
-                        run.interval,
-                        run.lag // pd.Timedelta(1, "us"),
-                        run.created_at,
-                        published_at,
-                        run.code_version,
-                        run.symbols,
-                        run.start,
-                        run.end,
-                        run.rows,
-                        run.features,
-                        json.dumps(run.spec.to_dict()),
-                        relative,
-                        run.layout,
-                        run.spec.dataset,
-                        run.made_by,
-                        list(run.lineage),
-                        parts,
-                        [self._relative(file) for file in run.state_files],
-                    ],
-                )
-                records = _status_table(  # noqa: F841 (DuckDB reads the local by its name)
-                    [_status_record(run.run_id, status, available.get(status.symbol)) for status in statuses]
-                )
-                connection.execute("INSERT INTO symbol_status SELECT * FROM records")
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
+        with self.connect() as connection, _transaction(connection):
+            _check_joins_its_dataset(connection, run)
+            connection.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    run.run_id,
+                    run.interval,
+                    run.lag // pd.Timedelta(1, "us"),
+                    run.created_at,
+                    published_at,
+                    run.code_version,
+                    run.symbols,
+                    run.start,
+                    run.end,
+                    run.rows,
+                    run.features,
+                    json.dumps(run.spec.to_dict()),
+                    self._relative(run.path),
+                    run.layout,
+                    run.spec.dataset,
+                    run.made_by,
+                    list(run.lineage),
+                    parts,
+                    [self._relative(file) for file in run.state_files],
+                ],
+            )
+            records = _status_table(  # noqa: F841 (DuckDB reads the local by its name)
+                [_status_record(run.run_id, status, available.get(status.symbol)) for status in statuses]
+            )
+            connection.execute("INSERT INTO symbol_status SELECT * FROM records")
         self._mark(f"published {run.run_id} at {published_at.isoformat()}")
 
     def forget(self, run_ids: list[str]) -> None:
@@ -419,15 +412,9 @@ class Catalog:
         the caller's to delete afterwards)."""
         if not run_ids:
             return
-        with self.connect() as connection:
-            connection.execute("BEGIN TRANSACTION")
-            try:
-                for table in ("symbol_status", "runs"):
-                    connection.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?))", [run_ids])
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
+        with self.connect() as connection, _transaction(connection):
+            for table in ("symbol_status", "runs"):
+                connection.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?))", [run_ids])
         self._mark(f"forgot {', '.join(run_ids)}")
 
     def _mark(self, change: str) -> None:
@@ -465,19 +452,28 @@ class Catalog:
 
 
 def _check_joins_its_dataset(connection: duckdb.DuckDBPyConnection, run: RunInfo) -> None:
-    """A dataset answers one question: every run in it has the same interval and rule set."""
+    """A dataset answers one question: every run in it has the same interval."""
     row = connection.execute(
-        "SELECT params FROM runs WHERE dataset = ? LIMIT 1", [run.spec.dataset]
+        "SELECT interval FROM runs WHERE dataset = ? LIMIT 1", [run.spec.dataset]
     ).fetchone()
-    if row is None:
-        return
-    member = BackfillSpec.from_dict(json.loads(row[0]))
-    if member.interval != run.spec.interval:
+    if row is not None and row[0] != run.spec.interval:
         raise InvalidInput(
-            f"dataset {run.spec.dataset!r} holds {member.interval} runs, not {run.spec.interval}: "
+            f"dataset {run.spec.dataset!r} holds {row[0]} runs, not {run.spec.interval}: "
             "name another dataset",
             field="dataset",
         )
+
+
+@contextmanager
+def _transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Commit what the block did, or roll all of it back."""
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
 
 
 @cache
@@ -500,18 +496,13 @@ def _open_format(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
             f"catalog {path.name} has format {version}, newer than this asof understands ({FORMAT_VERSION}): "
             "upgrade asof to read this data directory"
         )
-    connection.execute("BEGIN TRANSACTION")
-    try:
+    with _transaction(connection):
         if version == 0:
             connection.execute(_SCHEMA)
         else:
             for step in range(version, FORMAT_VERSION):
                 _MIGRATIONS[step](connection, tables)
             connection.execute(f"UPDATE format SET version = {FORMAT_VERSION}")
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
     if version:
         logger.warning("catalog %s migrated from format %d to %d", path, version, FORMAT_VERSION)
 

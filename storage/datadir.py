@@ -16,6 +16,17 @@ from vocabulary.errors import Conflict
 LOCK_FILE: Final = ".asof.lock"
 
 
+def try_lock(path: Path) -> int | None:
+    """An exclusive flock on `path` (created if needed), or None when a live process holds it."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
 class DataDirBusy(Conflict):
     """Another process holds the data dir's writer lock; `holder` says who (pid, host, url, since)."""
 
@@ -44,12 +55,9 @@ class WriterLock:
         """Take the lock and record who holds it (`group`: the server the process is a worker of);
         DataDirBusy naming the holder if another process has it."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            raise DataDirBusy(self.data_dir, holder(self.data_dir) or {}, what_to_do) from None
+        descriptor = try_lock(self.path)
+        if descriptor is None:
+            raise DataDirBusy(self.data_dir, holder(self.data_dir) or {}, what_to_do)
         record = {
             "pid": os.getpid(),
             "host": socket.gethostname(),

@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from storage.catalog import RunInfo
-
-_META = ("symbol", "ts", "available_at", "bars", "warm")
+from storage.schema import microseconds
+from vocabulary.features import ROW_META
 
 Column = np.ndarray | pd.arrays.IntegerArray
 
@@ -65,10 +65,6 @@ def symbol_codes(run: RunInfo, symbols: pa.ChunkedArray, known: pa.Array | None 
     return codes.to_numpy().astype(np.int64)
 
 
-def microseconds(instants: pa.ChunkedArray) -> np.ndarray:
-    return instants.cast(pa.int64()).to_numpy()
-
-
 def column_values(values: pa.ChunkedArray) -> Column:
     """A stored feature column as the read path serves it: votes Int8 with NA, doubles with NaN."""
     if pa.types.is_int8(values.type):
@@ -85,7 +81,7 @@ class RunIndex:
         self.run = run
         self._budget = columns
         self._files = run.files()
-        table = self._read(list(_META))
+        table = self._read(list(ROW_META))
         codes = symbol_codes(run, table["symbol"])
         available = microseconds(table["available_at"])
         self._order = np.lexsort((available, codes))

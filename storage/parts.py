@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from storage.schema import ROW_GROUP_ROWS, RUN_SCHEMA
+from storage.schema import ROW_GROUP_ROWS, RUN_SCHEMA, microseconds
+from vocabulary.features import ROW_META
 
 STAGE_BATCH_ROWS: Final = 4_096
 """Rows per record batch of a piece: the grain at which pieces are read. A batch holds a stretch of one or a
@@ -87,7 +88,7 @@ def piece(table: pa.Table) -> Staged:
     """`table` (RUN_SCHEMA, in any order) as an in-memory piece. Each symbol's rows must all be in one piece
     (a backfill rates a symbol's whole history at once; `RunWriter` checks the rare case of a symbol in
     several pieces)."""
-    available = _microseconds(table["available_at"])
+    available = microseconds(table["available_at"])
     symbols = spans(table)
     if table.num_rows < STAGE_BATCH_ROWS * len(symbols):
         # Histories shorter than a batch: a batch would hold a few whole histories and meet every part's
@@ -134,7 +135,7 @@ def spans(table: pa.Table) -> dict[str, Span]:
     columns = [
         summary[name] for name in ("ts_count", "ts_min", "ts_max", "available_at_min", "available_at_max")
     ]
-    values = [columns[0].to_numpy(), *(_microseconds(column) for column in columns[1:])]
+    values = [columns[0].to_numpy(), *(microseconds(column) for column in columns[1:])]
     return {
         symbol: tuple(int(column[k]) for column in values)  # type: ignore[misc]
         for k, symbol in enumerate(summary["symbol"].to_pylist())
@@ -173,7 +174,7 @@ def write_part(task: PartTask) -> int:
     slices = []
     for source, batches in task.pieces:
         for batch in _batches(source, batches):
-            available = _microseconds(batch.column("available_at"))
+            available = microseconds(batch.column("available_at"))
             inside = np.ones(len(available), dtype=bool)
             if task.low is not None:
                 inside &= available >= task.low
@@ -188,7 +189,7 @@ def write_part(task: PartTask) -> int:
         return 0
     symbols = pc.dictionary_encode(rows["symbol"]).combine_chunks()
     rank = np.argsort(np.argsort(symbols.dictionary.to_numpy(zero_copy_only=False), kind="stable"))
-    order = np.lexsort((rank[symbols.indices.to_numpy()], _microseconds(rows["available_at"])))
+    order = np.lexsort((rank[symbols.indices.to_numpy()], microseconds(rows["available_at"])))
     _write(rows.take(order), task.path)
     return rows.num_rows
 
@@ -233,7 +234,7 @@ def _write(rows: pa.Table, path: Path) -> None:
 
 
 COMPRESSION: Final = "lz4"
-STATISTICS: Final = ["symbol", "ts", "available_at", "bars", "warm"]
+STATISTICS: Final = list(ROW_META)
 """Columns whose row-group statistics are written: what reads filter on (the features are never filtered
 on, and their statistics cost write time)."""
 
@@ -268,7 +269,3 @@ def _quantiles(available: np.ndarray) -> np.ndarray:
 def _overlaps(bounds: tuple[int, int], low: int | None, high: int | None) -> bool:
     first, last = bounds
     return (low is None or last >= low) and (high is None or first < high)
-
-
-def _microseconds(instants: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return instants.cast(pa.int64()).to_numpy()

@@ -25,9 +25,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from storage.catalog import Catalog, NoRunError, RunInfo, SymbolNotFound
-from storage.index import COLUMN_BYTES, MemoryIndex, Rows, column_values, microseconds, symbol_codes
+from storage.index import COLUMN_BYTES, MemoryIndex, Rows, column_values, symbol_codes
+from storage.schema import microseconds
 from vocabulary.errors import InvalidInput, NotFound, Unavailable
-from vocabulary.features import FEATURES, RATINGS
+from vocabulary.features import FEATURES, RATINGS, ROW_META
 from vocabulary.time import nanoseconds, parse_instant, parse_interval
 
 logger = logging.getLogger(__name__)
@@ -305,10 +306,12 @@ class FeatureStore:
     ) -> pd.DataFrame:
         """The symbol's rows with start <= ts <= end as known at `as_of` (default now), oldest first."""
         moment = pd.Timestamp.now(tz="UTC") if as_of is None else parse_instant(as_of)
-        first = _INT64.min if start is None else -(-nanoseconds(parse_instant(start, name="start")) // 1000)
-        last = _INT64.max if end is None else nanoseconds(parse_instant(end, name="end")) // 1000
-        if start is not None and end is not None and parse_instant(start) > parse_instant(end):
+        start_at = None if start is None else parse_instant(start, name="start")
+        end_at = None if end is None else parse_instant(end, name="end")
+        if start_at is not None and end_at is not None and start_at > end_at:
             raise InvalidInput(f"start {start} is after end {end}", field="start")
+        first = _INT64.min if start_at is None else -(-nanoseconds(start_at) // 1000)  # rounded up
+        last = _INT64.max if end_at is None else nanoseconds(end_at) // 1000
         names = resolve_features(features)
         run = self._view(run_id, dataset)
         if symbol not in run.codes:
@@ -482,7 +485,7 @@ def _datetime(microseconds: int) -> datetime:
 
 
 def _columns(features: list[str]) -> str:
-    return ", ".join(f'"{name}"' for name in ("symbol", "ts", "available_at", "bars", "warm", *features))
+    return ", ".join(f'"{name}"' for name in (*ROW_META, *features))
 
 
 def parquet_sql(files: list[Path]) -> str:

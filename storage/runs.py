@@ -15,7 +15,6 @@ visible, and a failure or a kill at any point leaves a directory the next writer
 once the process is gone). Publishing never touches another run.
 """
 
-import fcntl
 import os
 import secrets
 import shutil
@@ -32,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from storage.catalog import RUN_LAYOUT, Catalog, RunInfo, RunNotFound, SymbolStatus, code_version
+from storage.datadir import try_lock
 from storage.parts import (
     MEMORY_ROWS,
     PART_PREFIX,
@@ -45,7 +45,7 @@ from storage.parts import (
     spill,
     write_part,
 )
-from storage.schema import RUN_SCHEMA, TIMESTAMP
+from storage.schema import RUN_SCHEMA, TIMESTAMP, microseconds
 from vocabulary.features import FEATURES, RATINGS, ROW_META, VOTES
 from vocabulary.spec import BackfillSpec
 from vocabulary.time import available_at
@@ -104,7 +104,7 @@ class RunWriter:
         self.runs_dir = self.catalog.data_dir / RUNS_DIR
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         sweep_abandoned(self.runs_dir, self.catalog)
-        self._lock = _try_lock(_lock_path(self.runs_dir, self.run_id))
+        self._lock = try_lock(_lock_path(self.runs_dir, self.run_id))
         if self._lock is None:
             raise RuntimeError(f"run {self.run_id} is already being written")
         self.staging = self.runs_dir / f"{STAGING_PREFIX}{self.run_id}"
@@ -298,7 +298,7 @@ class RunWriter:
             _keys(staged.source, wanted) for staged in self._staged if not symbols.isdisjoint(staged.spans)
         ]
         table = pa.concat_tables(keys)
-        ts = table["ts"].cast(pa.int64()).to_numpy()
+        ts = microseconds(table["ts"])
         repeated = _repeats(table["symbol"].combine_chunks(), ts)
         if repeated.any():
             at = int(np.argmax(repeated))
@@ -370,7 +370,7 @@ def sweep_abandoned(runs_dir: Path, catalog: Catalog) -> list[str]:
     swept = []
     for run_id in sorted(run_ids):
         lock_path = _lock_path(runs_dir, run_id)
-        lock = _try_lock(lock_path)
+        lock = try_lock(lock_path)
         if lock is None:
             continue
         try:
@@ -534,14 +534,3 @@ def _published(catalog: Catalog, run_id: str) -> bool:
 
 def _lock_path(runs_dir: Path, run_id: str) -> Path:
     return runs_dir / f"{STAGING_PREFIX}{run_id}{LOCK_SUFFIX}"
-
-
-def _try_lock(path: Path) -> int | None:
-    """An exclusive flock on `path` (created if needed), or None when a live process holds it."""
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(descriptor)
-        return None
-    return descriptor

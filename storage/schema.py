@@ -2,6 +2,7 @@
 
 from typing import Final
 
+import numpy as np
 import pyarrow as pa
 
 from vocabulary.features import FEATURES, VOTES
@@ -22,3 +23,8 @@ RUN_SCHEMA: Final = pa.schema(
     ]
 )
 """The columns of a run, in order: votes TINYINT (NULL = not counted), the rest DOUBLE (NULL = na)."""
+
+
+def microseconds(instants: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Stored instants (`TIMESTAMP`) as int64 microseconds since the epoch: how the index and parts sort."""
+    return instants.cast(pa.int64()).to_numpy()
