@@ -23,7 +23,7 @@ import pyarrow as pa
 from service.carried import Carried
 from service.carried import to_table as carried_table
 from service.chunks import CHUNK_BARS, Chunk, ChunkResult, failed, plan_chunks, run_chunk, timed
-from service.executors import Cancelled, Executor, executor_for, results
+from service.executors import Cancelled, Executor, executor_for, never, task_runner
 from service.sources.lake import Lake, read_candidates, read_returns
 from storage.catalog import RunInfo, SymbolStatus
 from storage.runs import RunWriter
@@ -141,7 +141,7 @@ class HistoricalFeatureBackfill:
         """
         timings = dict.fromkeys(STAGES, 0.0)
         progress = progress or _ignore
-        cancelled = cancelled or _never
+        cancelled = cancelled or never
         lake = open_lake(self.data_dir, self.spec)
         universe, origin, (start, end) = self._universe(lake)
         base = self.base
@@ -178,6 +178,7 @@ class HistoricalFeatureBackfill:
                         in_memory=executor.shares_memory,
                         carried={} if base is None else base.carried_of(symbols),
                         lineage=() if base is None else base.run.state_files,
+                        source=lake if executor.shares_memory else None,
                     )
                     for k, symbols in enumerate(self._plan(lake, present, executor.parallelism))
                 ]
@@ -211,7 +212,7 @@ class HistoricalFeatureBackfill:
                     raise BackfillCancelled("backfill cancelled before publishing")
                 with timed(timings, "publish"):
                     run = writer.publish(
-                        lambda function, tasks: results(executor, function, tasks, cancelled),
+                        task_runner(executor, cancelled),
                         executor.parallelism if base is None else 1,  # an update's few rows: few parts
                     )
         except Cancelled as error:
@@ -311,11 +312,6 @@ def _check_something_stored(
         first = start.isoformat() if start is not None else "the start"
         last = end.isoformat() if end is not None else "the end"
         raise BackfillFailed(f"no symbol has a bar between {first} and {last}, nothing published", statuses)
-
-
-def _never() -> bool:
-    """The cancellation callback when the caller gives none."""
-    return False
 
 
 def _ignore(done: int, total: int) -> None:

@@ -67,6 +67,9 @@ class Chunk:
     """In an update, the states the parent run carried for these symbols (a symbol without one is new)."""
     lineage: tuple[Path, ...] = ()
     """In an update, the parent's state files, oldest first: where a revision is located."""
+    source: Lake | None = field(default=None, compare=False, repr=False)
+    """The driver's own Lake when the worker shares its memory: a long file is then read once, not again
+    by every chunk (a worker elsewhere opens `lake` itself)."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
     use_jemalloc()
     spec = chunk.spec
     timings = dict.fromkeys(("read", "clean", "compute", "write"), 0.0)
-    lake = Lake(chunk.lake, spec.lake_interval, inside=chunk.inside)
+    lake = chunk.source or Lake(chunk.lake, spec.lake_interval, inside=chunk.inside)
     statuses: dict[str, SymbolStatus] = {}
     inputs: dict[str, pd.DataFrame] = {}
     reports: dict[str, CleaningReport] = {}

@@ -5,7 +5,6 @@ the same) and the same carried state (with the fingerprints its ancestors held, 
 locate a revision alone). The new run becomes the dataset's current one; the old chain stays pinnable until
 retention collects it, and its files go with the last run that reads them."""
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +12,8 @@ import pyarrow.parquet as pq
 
 from service.backfill import BackfillCancelled, BackfillResult, Progress
 from service.carried import compacted
-from service.executors import Cancelled, Executor, LocalExecutor, results
+from service.chunks import timed
+from service.executors import Cancelled, Executor, LocalExecutor, never, task_runner
 from service.update import parent_of
 from storage.catalog import Catalog
 from storage.parts import piece, use_jemalloc
@@ -37,30 +37,28 @@ def compact_run(
     catalog = Catalog(data_dir)
     statuses = catalog.symbol_status(source.run_id)
     workers = executor or LocalExecutor()
-    stop = cancelled or (lambda: False)
+    stop = cancelled or never
     files = source.files()
     lineage = (source.run_id, *source.lineage)
-    began = time.perf_counter()
+    timings = dict.fromkeys(("read", "publish"), 0.0)
     try:
         with RunWriter(data_dir, source.spec, made_by="compact", lineage=lineage) as writer:
-            for done, file in enumerate(files, start=1):
-                if stop():
-                    raise BackfillCancelled(f"compaction of run {source.run_id} cancelled")
-                writer.add_staged(piece(pq.read_table(file, schema=RUN_SCHEMA)))
-                if progress is not None:
-                    progress(done, len(files))
-            for status in statuses:
-                writer.add_status(status)
-            if source.state_files:
-                writer.add_states(compacted(source.state_files))
-            read = time.perf_counter()
-            run = writer.publish(
-                lambda function, tasks: results(workers, function, tasks, stop), workers.parallelism
-            )
+            with timed(timings, "read"):
+                for done, file in enumerate(files, start=1):
+                    if stop():
+                        raise BackfillCancelled(f"compaction of run {source.run_id} cancelled")
+                    writer.add_staged(piece(pq.read_table(file, schema=RUN_SCHEMA)))
+                    if progress is not None:
+                        progress(done, len(files))
+                for status in statuses:
+                    writer.add_status(status)
+                if source.state_files:
+                    writer.add_states(compacted(source.state_files))
+            with timed(timings, "publish"):
+                run = writer.publish(task_runner(workers, stop), workers.parallelism)
     except Cancelled as error:
         raise BackfillCancelled(f"compaction cancelled: {error}") from None
     finally:
         if executor is None:
             workers.close()
-    timings = {"read": read - began, "publish": time.perf_counter() - read}
     return BackfillResult(run, statuses, timings)

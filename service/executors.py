@@ -19,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Protocol
 
+from storage.runs import RunTasks
 from vocabulary.errors import AsofError, InvalidInput, Unavailable
 
 POLL_SECONDS = 0.1
@@ -56,6 +57,16 @@ def results(
             raise outcome
         found[position] = outcome
     return [found[position] for position in range(len(tasks))]
+
+
+def task_runner(executor: Executor, cancelled: Callable[[], bool]) -> RunTasks:
+    """How a RunWriter runs its part writers here: `results` on `executor`, stopping when `cancelled()`."""
+    return lambda function, tasks: results(executor, function, tasks, cancelled)
+
+
+def never() -> bool:
+    """The cancellation callback when the caller gives none."""
+    return False
 
 
 def cores() -> int:

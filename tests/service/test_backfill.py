@@ -24,6 +24,7 @@ from service.backfill import (
 from service.jobs.admission import resolve_inside
 from service.ratings.engine import rate
 from service.sample import SampleFiles, SyntheticUniverse
+from service.sources import lake as lake_module
 from service.sources.bars import REFUSAL_REASONS, clean_bars
 from service.sources.lake import Lake
 from storage.catalog import Catalog
@@ -462,3 +463,29 @@ def test_a_backfill_killed_mid_run_leaves_the_previous_run_served(served: Path, 
     assert process.returncode == -signal.SIGKILL
     assert progress and 0 < progress[-1] <= 48, f"not killed mid-way; progress seen: {progress}"
     assert_unchanged(before, published(served))
+
+
+def test_a_long_file_lake_is_read_once_however_many_chunks_rate_it(
+    full: tuple[FeatureStore, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers on threads share the backfill's Lake: one read of the long file, not one per chunk."""
+    long = pd.concat([frame.assign(symbol=symbol) for symbol, frame in UNIVERSE.frames().items()])
+    long.to_parquet(tmp_path / "all.parquet", index=False)
+    reads: list[Path] = []
+    read_table = lake_module.load_table
+    monkeypatch.setattr(lake_module, "load_table", lambda path: reads.append(path) or read_table(path))
+
+    result = HistoricalFeatureBackfill(
+        tmp_path / "data", BackfillSpec(lake=tmp_path / "all.parquet", interval="1d"), chunk_bars=1000
+    ).run()
+
+    assert reads == [tmp_path / "all.parquet"]
+    store, full_run = full
+    chunks = FeatureStore(tmp_path / "data", index=False)
+    for symbol in UNIVERSE.symbols:
+        assert_frame_equal(
+            chunks.history(symbol, features="all"),
+            store.history(symbol, run_id=full_run, features="all"),
+            check_exact=True,
+        )
+    assert result.run.rows == store.catalog.run(full_run).rows
