@@ -59,6 +59,16 @@ class FeatureClient(Protocol):
         """One cross-section per `as_of`, in order, from the pinned run (pinning the latest if none yet)."""
         ...
 
+    def close(self) -> None:
+        """Release what the client holds open (a connection, for the HTTP one)."""
+        ...
+
+
+def bearer(token: str | None = None) -> dict[str, str] | None:
+    """The Authorization header of `token`, else of `ASOF_API_TOKEN` from the environment (none if unset)."""
+    token = token if token is not None else os.environ.get("ASOF_API_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else None
+
 
 class FeatureServiceError(ConnectionError):
     """The feature service could not be reached or failed a request; the message says which and why."""
@@ -90,11 +100,8 @@ class HttpFeatures:
         self.chunk = chunk
         self.attempts = attempts
         self.backoff = backoff
-        token = token if token is not None else os.environ.get("ASOF_API_TOKEN")
         self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            headers={"Authorization": f"Bearer {token}"} if token else None,
+            base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=5.0), headers=bearer(token)
         )
 
     def pin(self, interval: str) -> PinnedRun:
@@ -199,6 +206,9 @@ class LocalFeatures:
             self.run_id = sections[0].run_id
         return sections
 
+    def close(self) -> None:
+        """Nothing to release: the store holds no connection."""
+
 
 @dataclass(frozen=True)
 class _Section:
@@ -238,3 +248,12 @@ def _detail(response: httpx.Response) -> str:
     except ValueError:
         detail = response.text
     return detail if isinstance(detail, str) else str(detail)
+
+
+def open_features(
+    service: str | None, data_dir: Path | str | None, *, run_id: str | None = None, dataset: str | None = None
+) -> FeatureClient:
+    """The HTTP client of `service` when one is given, else the local one of `data_dir`."""
+    if service:
+        return HttpFeatures(service, run_id=run_id, dataset=dataset)
+    return LocalFeatures(data_dir, run_id=run_id, dataset=dataset)

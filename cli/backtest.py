@@ -6,19 +6,19 @@ Errors print one line naming what was wrong and exit 1, never a traceback.
 """
 
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, closing, nullcontext
+from contextlib import AbstractContextManager, closing
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from backtest.client import FeatureClient, HttpFeatures, LocalFeatures
+from backtest.client import open_features
 from backtest.engine import MODES, BacktestResult
 from backtest.optimisers import OPTIMISERS
 from backtest.report import LABELS, write_report
 from backtest.strategy import Strategy
-from cli.console import INTERVALS_HELP, DatasetOption, one_line_errors, progress_bar
+from cli.console import INTERVALS_HELP, DatasetOption, dataset_or_default, one_line_errors, progress_bar
 from cli.root import app
 from service.sources.lake import read_candidates, read_returns
 
@@ -113,12 +113,10 @@ def backtest(
             max_staleness=max_staleness,
         )
         settings = {"returns": returns, "features": service or data_dir, **strategy.settings()}
-        features: FeatureClient = (
-            HttpFeatures(service, run_id=run_id, dataset=dataset)
-            if service
-            else LocalFeatures(data_dir, run_id=run_id, dataset=dataset)
-        )
-        with closing(features) if isinstance(features, HttpFeatures) else nullcontext(features):
+        # A server follows its own default dataset; a data dir read here follows this environment's.
+        chosen = dataset if service else dataset_or_default(dataset)
+        features = open_features(service, data_dir, run_id=run_id, dataset=chosen)
+        with closing(features):
             results = strategy.run(
                 MODES if mode is ModeChoice.both else (mode.value,),
                 matrix,

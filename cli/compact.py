@@ -1,7 +1,6 @@
 """`asof compact`: rewrite a run made by a chain of updates into a self-contained run, from the command
 line, when no server holds the data dir."""
 
-import os
 from pathlib import Path
 
 import typer
@@ -10,6 +9,7 @@ from cli.console import (
     DataDir,
     DatasetOfNewest,
     RunOfDataset,
+    dataset_or_default,
     existing_data_dir,
     one_line_errors,
     progress_bar,
@@ -37,8 +37,7 @@ def compact(
     """
     with one_line_errors():
         refuse_if_served(data_dir, "compact through it (POST /runs/newest/compact) or stop it")
-        default = os.environ.get("ASOF_DEFAULT_DATASET") if run_id == NEWEST else None
-        spec = CompactSpec(run_id, dataset=dataset or default)
+        spec = CompactSpec(run_id, dataset=dataset_or_default(dataset) if run_id == NEWEST else dataset)
         with progress_bar("compact", "files") as progress:
             result = compact_run(existing_data_dir(data_dir), spec, progress=progress)
         run = result.run

@@ -1,6 +1,7 @@
 """What every `asof` command shares: the data-dir and rating options, the intervals' help, one-line errors,
 progress, the per-symbol table, comma-separated name options."""
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -75,6 +76,11 @@ DatasetOfNewest = Annotated[
     str | None,
     typer.Option(help="With --run-id newest: the dataset (default: the only one, or ASOF_DEFAULT_DATASET)."),
 ]
+
+
+def dataset_or_default(dataset: str | None) -> str | None:
+    """The dataset named, else ASOF_DEFAULT_DATASET (None: the data dir's only dataset)."""
+    return dataset or os.environ.get("ASOF_DEFAULT_DATASET")
 
 
 def existing_data_dir(data_dir: Path) -> Path:

@@ -3,7 +3,6 @@
 Errors print one line naming what was wrong and exit 1, never a traceback.
 """
 
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,15 @@ import orjson
 import typer
 
 from api.encode import cross_section_documents, csv_bytes
-from cli.console import DataDir, DatasetOption, existing_data_dir, feature_names, names, one_line_errors
+from cli.console import (
+    DataDir,
+    DatasetOption,
+    dataset_or_default,
+    existing_data_dir,
+    feature_names,
+    names,
+    one_line_errors,
+)
 from cli.root import app
 from storage.read import FeatureStore
 
@@ -46,15 +53,13 @@ def features(
     Example: asof features --as-of 2024-03-01 --symbols BINANCE:BTCUSDT,BINANCE:ETHUSDT --features all
     """
     with one_line_errors():
-        store = FeatureStore(
-            existing_data_dir(data_dir), index=False, default_dataset=os.environ.get("ASOF_DEFAULT_DATASET")
-        )
+        store = FeatureStore(existing_data_dir(data_dir), index=False)
         section = store.cross_section(
             as_of,
             symbols=names(symbols),
             features=feature_names(features),
             run_id=run_id,
-            dataset=dataset,
+            dataset=dataset_or_default(dataset),
             max_staleness=max_staleness,
         )
         if output is OutputFormat.json:

@@ -3,7 +3,6 @@
 Errors print one line naming what was wrong and exit 1, never a traceback.
 """
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +17,7 @@ from cli.console import (
     Executor,
     RayAddress,
     RunOfDataset,
+    dataset_or_default,
     existing_data_dir,
     one_line_errors,
     progress_bar,
@@ -62,10 +62,9 @@ def update(
             data_dir,
             "update through it (POST /runs/newest/update, or /runs/<run id>/update) or stop it",
         )
-        default = os.environ.get("ASOF_DEFAULT_DATASET") if run_id == NEWEST else None
         spec = UpdateSpec(
             run_id,
-            dataset=dataset or default,
+            dataset=dataset_or_default(dataset) if run_id == NEWEST else dataset,
             lake=None if lake is None else lake.resolve(),
             executor=executor,
         )

@@ -4,14 +4,14 @@ what the user sees along the way is the observer's business."""
 
 import shutil
 from collections.abc import Callable
-from contextlib import AbstractContextManager, closing, nullcontext
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
 
-from backtest.client import FeatureClient, HttpFeatures, LocalFeatures
+from backtest.client import open_features
 from backtest.engine import MODES, BacktestResult
 from backtest.report import write_report
 from backtest.strategy import Strategy
@@ -108,10 +108,7 @@ def alpha_cycle(
         return CycleResult(backfilled, audit, folder, {}, None, None)
 
     observer.step("[3/4] backtest, dynamic and static")
-    features: FeatureClient = (
-        HttpFeatures(service, run_id=run.run_id) if service else LocalFeatures(data_dir, run_id=run.run_id)
-    )
-    with closing(features) if isinstance(features, HttpFeatures) else nullcontext(features):
+    with closing(open_features(service, data_dir, run_id=run.run_id)) as features:
         backtests = strategy.run(
             MODES,
             matrix,

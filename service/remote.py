@@ -1,18 +1,17 @@
 """A backfill run by an asof server, as any client runs one: `POST /backfill`, then follow the job. The Alpha
 Cycle uses it when a server holds the data dir, so the server stays the one writer."""
 
-import os
 import time
 from collections.abc import Callable
 
 import httpx
 
+from backtest.client import bearer
 from service.backfill import BackfillFailed, BackfillResult
+from service.jobs.store import FINISHED
 from storage.catalog import Catalog
 from vocabulary.errors import Unavailable
 from vocabulary.spec import BackfillSpec
-
-FINISHED = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 
 
 class ServiceError(Unavailable):
@@ -28,9 +27,7 @@ class RemoteBackfill:
         self.base_url = base_url.rstrip("/")
         self.catalog = Catalog(data_dir)
         self.poll = poll
-        token = token if token is not None else os.environ.get("ASOF_API_TOKEN")
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=30.0)
+        self._http = httpx.Client(base_url=self.base_url, headers=bearer(token), timeout=30.0)
 
     def run(self, spec: BackfillSpec, progress: Callable[[int, int], None]) -> BackfillResult:
         """Start the backfill and follow its job to the end: the published run, its symbols' statuses and

@@ -41,6 +41,7 @@ class JobStatus(StrEnum):
 
 
 ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+FINISHED = frozenset(JobStatus) - ACTIVE
 
 
 class JobNotFound(NotFound):

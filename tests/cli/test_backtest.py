@@ -115,3 +115,13 @@ def test_help_gives_an_example() -> None:
     result = runner.invoke(app, ["backtest", "--help"])
     assert result.exit_code == 0
     assert "Example: asof backtest --returns" in result.stdout
+
+
+def test_a_data_dir_read_here_follows_asof_default_dataset(
+    sample: tuple[SampleFiles, Path], tmp_path: Path
+) -> None:
+    files, data_dir = sample
+    args = ["backtest", "--returns", str(files.returns), "--data-dir", str(data_dir), "--out", str(tmp_path)]
+    result = runner.invoke(app, args, env={"ASOF_DEFAULT_DATASET": "elsewhere_1d"})
+    assert result.exit_code == 1
+    assert "unknown dataset 'elsewhere_1d'" in result.stderr

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from service.jobs.store import FINISHED
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
@@ -102,9 +104,6 @@ def running_server(
         yield server.url
     finally:
         server.stop()
-
-
-FINISHED = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 
 
 def wait_for_job(client: httpx.Client, job_id: str, *, timeout: float = 180.0) -> dict:
