@@ -21,7 +21,7 @@ import pandas as pd
 
 from service.sample import SyntheticUniverse
 from storage.read import FeatureStore
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, wait_for_job
 from vocabulary.time import parse_interval
 
 UNIVERSE = SyntheticUniverse(n_symbols=1000, n_bars=2520, seed=0)
@@ -113,8 +113,7 @@ def main() -> None:
             with httpx.Client(base_url=server.url, timeout=600) as client:
                 began = time.perf_counter()
                 job = client.post("/backfill", json={"lake": "sample/lake", "interval": "1d"}).json()
-                while (job := client.get(f"/jobs/{job['job_id']}").json())["status"] in {"queued", "running"}:
-                    time.sleep(0.2)
+                job = wait_for_job(client, job["job_id"], timeout=600)
                 print(
                     f"POST /backfill {UNIVERSE.n_symbols} x {UNIVERSE.n_bars} daily: {job['status']} in "
                     f"{time.perf_counter() - began:.1f} s; load average {os.getloadavg()[0]:.1f} on "

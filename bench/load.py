@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.http import instants
 from service.sample import SyntheticUniverse
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, wait_for_job
 
 UNIVERSE = SyntheticUniverse(n_symbols=500, n_bars=2520, seed=0)
 CLIENTS = 8
@@ -117,8 +117,7 @@ def _round(server: ServerProcess, oversized: int) -> None:
 
 def _publish(client: httpx.Client) -> str:
     job = client.post("/backfill", json={"lake": "sample/lake", "interval": UNIVERSE.interval}).json()
-    while (job := client.get(f"/jobs/{job['job_id']}").json())["status"] in {"queued", "running"}:
-        time.sleep(0.2)
+    job = wait_for_job(client, job["job_id"], timeout=600)
     if job["status"] != "succeeded":
         raise RuntimeError(f"the load bench's backfill did not succeed: {job}")
     return job["run_id"]

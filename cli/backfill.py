@@ -21,7 +21,9 @@ from cli.console import (
     names,
     one_line_errors,
     progress_bar,
+    span_text,
     symbol_table,
+    timings_text,
 )
 from cli.root import app
 from service.backfill import BackfillFailed, BackfillResult, HistoricalFeatureBackfill
@@ -29,7 +31,6 @@ from service.chunks import CHUNK_BARS
 from storage.datadir import refuse_if_served
 from vocabulary.rules import DEFAULT_RULES
 from vocabulary.spec import BackfillSpec
-from vocabulary.time import iso
 
 
 @app.command()
@@ -124,8 +125,6 @@ def backfill(
 def _print_result(out: Console, result: BackfillResult) -> None:
     run, statuses = result.run, result.statuses
     ok = sum(status.ok for status in statuses)
-    span = f"{iso(run.start)} .. {iso(run.end)}" if run.start is not None and run.end is not None else "-"
-    out.print(f"run {run.run_id}: {ok} of {len(statuses)} symbols ok, {run.rows} rows, {span}")
+    out.print(f"run {run.run_id}: {ok} of {len(statuses)} symbols ok, {run.rows} rows, {span_text(run)}")
     out.print(symbol_table(statuses))
-    split = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
-    out.print(f"time: {split}")
+    out.print(f"time: {timings_text(result.timings)}")

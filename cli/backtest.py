@@ -18,7 +18,14 @@ from backtest.engine import MODES, BacktestResult
 from backtest.optimisers import OPTIMISERS
 from backtest.report import LABELS, write_report
 from backtest.strategy import Strategy
-from cli.console import INTERVALS_HELP, DatasetOption, dataset_or_default, one_line_errors, progress_bar
+from cli.console import (
+    INTERVALS_HELP,
+    DatasetOption,
+    dataset_or_default,
+    one_line_errors,
+    progress_bar,
+    timings_text,
+)
 from cli.root import app
 from service.sources.lake import read_candidates, read_returns
 
@@ -136,9 +143,8 @@ def backtest_progress(label: str) -> AbstractContextManager[Callable[[int, int],
 def print_summary(results: Mapping[str, BacktestResult], report: Path) -> None:
     for mode, result in results.items():
         m = result.metrics
-        timings = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
         typer.echo(
             f"{LABELS[mode]}: CAGR {m['cagr']:.2%}, Sharpe {m['sharpe']:.2f}, max drawdown "
-            f"{m['max_drawdown']:.2%}, {m['rebalances']} rebalances ({timings})"
+            f"{m['max_drawdown']:.2%}, {m['rebalances']} rebalances ({timings_text(result.timings)})"
         )
     typer.echo(f"report: {report}")

@@ -3,7 +3,7 @@ progress, the per-symbol table, comma-separated name options."""
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -15,9 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from storage.catalog import SymbolStatus
+from storage.catalog import RunInfo, SymbolStatus
 from vocabulary.errors import AsofError
-from vocabulary.time import INTERVALS
+from vocabulary.time import INTERVALS, iso
 
 DatasetOption = Annotated[
     str | None,
@@ -81,6 +81,16 @@ DatasetOfNewest = Annotated[
 def dataset_or_default(dataset: str | None) -> str | None:
     """The dataset named, else ASOF_DEFAULT_DATASET (None: the data dir's only dataset)."""
     return dataset or os.environ.get("ASOF_DEFAULT_DATASET")
+
+
+def timings_text(timings: Mapping[str, float]) -> str:
+    """Seconds per stage, as the commands print them: `read 1.20s, compute 3.40s`."""
+    return ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in timings.items())
+
+
+def span_text(run: RunInfo) -> str:
+    """The run's first and last bar, or `-` when it holds none."""
+    return f"{iso(run.start)} .. {iso(run.end)}" if run.start is not None and run.end is not None else "-"
 
 
 def existing_data_dir(data_dir: Path) -> Path:

@@ -21,7 +21,9 @@ from cli.console import (
     existing_data_dir,
     one_line_errors,
     progress_bar,
+    span_text,
     symbol_table,
+    timings_text,
 )
 from cli.root import app
 from service.backfill import BackfillResult
@@ -89,10 +91,10 @@ def _print_result(out: Console, result: BackfillResult, seconds: float) -> None:
     if not update.published:
         typer.echo(f"run {run.run_id} is up to date: the lake holds nothing new")
     else:
-        span = f"{iso(run.start)} .. {iso(run.end)}" if run.start is not None and run.end is not None else "-"
         added = sum(status.rows for status in result.statuses)
         typer.echo(
-            f"run {run.run_id}: update of {update.parent}, {added} rows added, {run.rows} rows, {span}"
+            f"run {run.run_id}: update of {update.parent}, {added} rows added, {run.rows} rows, "
+            f"{span_text(run)}"
         )
     for symbol, at in sorted(update.revised.items()):
         typer.echo(f"revised {symbol}: its bars changed from {iso(at)}; rated again in full")
@@ -103,5 +105,4 @@ def _print_result(out: Console, result: BackfillResult, seconds: float) -> None:
     failed = [status for status in result.statuses if not status.ok and status.symbol not in update.kept]
     if failed:
         out.print(symbol_table(failed))
-    split = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
-    typer.echo(f"time: {split}; {seconds:.2f}s in all")
+    typer.echo(f"time: {timings_text(result.timings)}; {seconds:.2f}s in all")

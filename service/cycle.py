@@ -74,10 +74,10 @@ def alpha_cycle(
     `artifacts/summaries/runs/<RUN_ID>/`)."""
     if spec.returns is None:
         raise InvalidInput("the Alpha Cycle backtests over a returns matrix; give one", field="returns")
-    matrix = read_returns(located(data_dir, spec.returns))
-    strategy.backtest("dynamic").schedule(
-        matrix.index
-    )  # too short a matrix fails now, not after the backfill
+    returns = located(data_dir, spec.returns)
+    matrix = read_returns(returns)
+    dynamic = strategy.backtest("dynamic")
+    dynamic.schedule(matrix.index)  # too short a matrix fails now, not after the backfill
 
     observer.step("[1/4] backfill")
     with observer.progress("backfill", "symbols") as progress:
@@ -98,8 +98,8 @@ def alpha_cycle(
             run.run_id,
             samples=samples,
             seed=seed,
-            backtest=strategy.backtest("dynamic"),
-            returns=located(data_dir, spec.returns),
+            backtest=dynamic,
+            returns=returns,
             symbols=universe,
             progress=progress,
         )

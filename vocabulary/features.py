@@ -61,8 +61,6 @@ FEATURES: Final = RATINGS + VOTES + VALUES
 ROW_META: Final = ("symbol", "ts", "available_at", "bars", "warm")
 """Columns every stored feature row carries besides its features."""
 
-DEFAULT_FEATURES: Final = RATINGS
-
 
 def label(score: float) -> str | None:
     """TradingView's rating label (RATINGS_SPEC section 6); strict bounds, so exactly +-0.1 is Neutral."""

@@ -17,11 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from service.chunks import failed
 from storage.catalog import RUN_LAYOUT, Catalog, CatalogLocked, RunNotFound, code_version
 from storage.parts import piece, stage_table
 from storage.read import FeatureStore, parquet_sql
 from storage.runs import RUNS_DIR, RunWriter, to_table
-from tests.support.rows import daily, failed, feature_rows, publish, spec
+from tests.support.rows import daily, feature_rows, publish, spec
 from vocabulary.errors import InvalidInput
 from vocabulary.features import FEATURES, VOTES
 

@@ -60,9 +60,7 @@ def random_walk_bars(
 
 def halted(bars: pd.DataFrame, start: int, length: int) -> pd.DataFrame:
     """The bars with `length` bars from `start` at the previous close: open, high, low and close all equal."""
-    bars = bars.copy()
-    bars.loc[start : start + length - 1, ["open", "high", "low", "close"]] = bars["close"].iloc[start - 1]
-    return bars
+    return with_flat_stretches(bars, [start], length, keep_range=False)
 
 
 def scaled(bars: pd.DataFrame, factor: float) -> pd.DataFrame:

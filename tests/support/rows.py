@@ -72,20 +72,3 @@ def publish(
         for status in statuses:
             writer.add_status(status)
         return writer.publish()
-
-
-def failed(symbol: str, reason: str) -> SymbolStatus:
-    return SymbolStatus(
-        symbol=symbol,
-        ok=False,
-        reason=reason,
-        rows_in=0,
-        rows=0,
-        duplicates=0,
-        unsorted=0,
-        zero_volume=0,
-        refused=0,
-        refused_reasons={},
-        first_ts=None,
-        last_ts=None,
-    )
