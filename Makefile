@@ -8,7 +8,7 @@ RUN := $(UV) run --frozen
 setup:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet
-	@$(UV) run --frozen python -m compileall -q -j 0 api backtest bench cli service storage vocabulary
+	@$(RUN) python -m compileall -q -j 0 api backtest bench cli service storage vocabulary
 
 demo: setup
 	$(RUN) asof demo
