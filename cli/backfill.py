@@ -16,6 +16,7 @@ from cli.console import (
     DataDir,
     Executor,
     HistoryBars,
+    KeepZeroVolume,
     RayAddress,
     Rules,
     names,
@@ -53,9 +54,7 @@ def backfill(
     start: Annotated[str | None, typer.Option(help="First bar open time to store (ISO-8601, UTC).")] = None,
     end: Annotated[str | None, typer.Option(help="Last bar open time to store (ISO-8601, UTC).")] = None,
     lag: Annotated[int, typer.Option(help="Publication lag in seconds added to each bar's close.")] = 0,
-    keep_zero_volume: Annotated[
-        bool, typer.Option(help="Keep zero-volume bars (dropped by default).")
-    ] = False,
+    keep_zero_volume: KeepZeroVolume = False,
     dataset: Annotated[
         str | None,
         typer.Option(help="The line of runs this one joins (default: <lake name>_<interval>[_<rules>])."),

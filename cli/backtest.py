@@ -21,6 +21,7 @@ from backtest.strategy import Strategy
 from cli.console import (
     INTERVALS_HELP,
     DatasetOption,
+    MaxStaleness,
     dataset_or_default,
     one_line_errors,
     progress_bar,
@@ -49,7 +50,6 @@ MaxCorrelation = Annotated[
 ]
 Optimizer = Annotated[str, typer.Option(help=f"Weights on the window: {', '.join(OPTIMISERS)}.")]
 CostBps = Annotated[float, typer.Option(help="Trading cost in basis points of the traded value.")]
-MaxStaleness = Annotated[int, typer.Option(help="Leave out symbols older than this many intervals.")]
 
 
 @app.command()

@@ -52,6 +52,8 @@ HistoryBars = Annotated[
 ]
 
 
+MaxStaleness = Annotated[int, typer.Option(help="Leave out symbols older than this many intervals.")]
+KeepZeroVolume = Annotated[bool, typer.Option(help="Keep zero-volume bars (dropped by default).")]
 Executor = Annotated[
     str, typer.Option(help="Where to compute: local (this machine's cores) or ray (tasks on a Ray cluster).")
 ]

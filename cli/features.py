@@ -14,6 +14,7 @@ from api.encode import cross_section_documents, csv_bytes
 from cli.console import (
     DataDir,
     DatasetOption,
+    MaxStaleness,
     dataset_or_default,
     existing_data_dir,
     feature_names,
@@ -42,7 +43,7 @@ def features(
     ] = None,
     run_id: Annotated[str | None, typer.Option(help="Pin a run (default: the dataset's newest).")] = None,
     dataset: DatasetOption = None,
-    max_staleness: Annotated[int, typer.Option(help="Leave out symbols older than this many intervals.")] = 5,
+    max_staleness: MaxStaleness = 5,
     output: Annotated[OutputFormat, typer.Option("--format", help="json or csv.")] = OutputFormat.json,
     data_dir: DataDir = Path("data"),
 ) -> None:

@@ -18,7 +18,6 @@ from cli.backtest import (
     Lag,
     Lookback,
     MaxCorrelation,
-    MaxStaleness,
     Optimizer,
     RankBy,
     RebalanceEvery,
@@ -28,7 +27,15 @@ from cli.backtest import (
     TopK,
     print_summary,
 )
-from cli.console import INTERVALS_HELP, DataDir, one_line_errors, progress_bar, symbol_table
+from cli.console import (
+    INTERVALS_HELP,
+    DataDir,
+    KeepZeroVolume,
+    MaxStaleness,
+    one_line_errors,
+    progress_bar,
+    symbol_table,
+)
 from cli.root import app
 from service.audit.report import AuditReport
 from service.backfill import BackfillFailed, BackfillResult
@@ -48,9 +55,7 @@ def pipeline(
         str, typer.Option(help=f"Bar interval of the lake and the returns rows: {INTERVALS_HELP}.")
     ] = Strategy.interval,
     lag: Lag = Strategy.lag,
-    keep_zero_volume: Annotated[
-        bool, typer.Option(help="Keep zero-volume bars (dropped by default).")
-    ] = False,
+    keep_zero_volume: KeepZeroVolume = False,
     service: Annotated[
         str | None, typer.Option(help="Backtest through this feature service (default: read the data dir).")
     ] = None,
