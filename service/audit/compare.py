@@ -71,8 +71,3 @@ def differences(
 def floats(column: pd.Series) -> np.ndarray:
     """Votes (nullable Int8), booleans, counts and floats alike as float64 with NaN for NA."""
     return column.to_numpy(dtype="float64", na_value=np.nan)
-
-
-def utc(value: object) -> pd.Timestamp:
-    instant = pd.Timestamp(value)
-    return instant.tz_localize("UTC") if instant.tzinfo is None else instant.tz_convert("UTC")

@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from service.audit.compare import Found, differences, parquet, utc
+from service.audit.compare import Found, differences, parquet
 from service.audit.report import CheckResult, Violation
 from storage.catalog import RunInfo
 from storage.read import CrossSection, FeatureStore
@@ -26,14 +26,17 @@ def check_serving(data_dir: Path | str, run: RunInfo, samples: int, rng: np.rand
     stored `available_at`."""
     table = parquet(run)
     found = Found("serving")
-    with duckdb.connect() as connection:
-        stored = connection.sql(f"SELECT symbol, ts, available_at FROM {table} ORDER BY symbol, ts").df()
-    found.extend(_early_or_late_rows(stored, run))
-    instants = pd.DatetimeIndex(stored["available_at"]).tz_convert("UTC").as_unit("ns")
-    as_ofs = _sample_instants(instants, samples, rng, parse_interval(run.interval).length)
     stores = {"index": FeatureStore(data_dir, index=True), "duckdb": FeatureStore(data_dir, index=False)}
     compared = 0
     with duckdb.connect() as connection:
+        stored = connection.sql(f"SELECT symbol, ts, available_at FROM {table} ORDER BY symbol, ts").df()
+        stored = stored.assign(
+            ts=pd.to_datetime(stored["ts"], utc=True),
+            available_at=pd.to_datetime(stored["available_at"], utc=True),
+        )
+        found.extend(_early_or_late_rows(stored, run))
+        instants = pd.DatetimeIndex(stored["available_at"]).as_unit("ns")
+        as_ofs = _sample_instants(instants, samples, rng, parse_interval(run.interval).length)
         for as_of in as_ofs:
             expected = _newest_visible(connection, table, as_of)
             for path, store in stores.items():
@@ -51,13 +54,10 @@ def check_serving(data_dir: Path | str, run: RunInfo, samples: int, rng: np.rand
 
 
 def _early_or_late_rows(stored: pd.DataFrame, run: RunInfo) -> Iterator[Violation]:
-    """Every stored row (`symbol, ts, available_at`, by symbol and ts) whose `available_at` is not its bar's
-    close plus lag; every repeated (symbol, ts)."""
-    ts = pd.to_datetime(stored["ts"], utc=True)
-    expected = available_at(ts, run.interval, run.lag)
-    wrong = stored.assign(ts=ts, expected=expected)[
-        pd.to_datetime(stored["available_at"], utc=True) != expected
-    ]
+    """Every stored row (`symbol, ts, available_at` in UTC, by symbol and ts) whose `available_at` is not its
+    bar's close plus lag; every repeated (symbol, ts)."""
+    expected = available_at(stored["ts"], run.interval, run.lag)
+    wrong = stored.assign(expected=expected)[stored["available_at"] != expected]
     copies = stored.groupby(["symbol", "ts"], sort=True).size()
     repeated = copies[copies > 1].rename("copies").reset_index()
     for row in wrong.itertuples(index=False):
@@ -65,10 +65,10 @@ def _early_or_late_rows(stored: pd.DataFrame, run: RunInfo) -> Iterator[Violatio
         yield Violation(
             "serving",
             row.symbol,
-            utc(row.ts),
+            row.ts,
             "available_at",
-            utc(row.available_at),
-            utc(row.expected),
+            row.available_at,
+            row.expected,
             f"available_at is {'before' if early else 'after'} the bar's close plus lag"
             + (": the row is visible before it is knowable" if early else ""),
         )
@@ -76,7 +76,7 @@ def _early_or_late_rows(stored: pd.DataFrame, run: RunInfo) -> Iterator[Violatio
         yield Violation(
             "serving",
             row.symbol,
-            utc(row.ts),
+            row.ts,
             "row",
             f"{row.copies} copies",
             "1 copy",
